@@ -1,0 +1,56 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// The field arithmetic is optimized in debug builds too: unoptimized it is
+// ~100x slower, which makes `swift test` crawl through the large vectors,
+// and the constant-time check must see the code as it ships.
+let optimizedAlways: [SwiftSetting] = [.unsafeFlags(["-O"], .when(configuration: .debug))]
+
+// Targets, ground floor first (see README "Layout"): nothing depends upward,
+// only the CLI knows every target.
+let package = Package(
+    name: "spike-recovery",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "spike-recovery", targets: ["spike-recovery"]),
+        .library(name: "Shamir", targets: ["Shamir"]),
+        .library(name: "ShamirReference", targets: ["ShamirReference"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+    ],
+    targets: [
+        // C libraries from the system (libgmp-dev, libssl-dev), each behind a tiny shim header.
+        .systemLibrary(name: "CGMP", path: "Sources/CGMP"),
+        .systemLibrary(name: "COpenSSLCrypto", path: "Sources/COpenSSLCrypto"),
+        // The few C calls Swift cannot make portably: a wipe the optimizer keeps, mlock.
+        .target(name: "CSecureMemory", path: "Sources/CSecureMemory"),
+
+        .target(name: "SecureMemory", dependencies: ["CSecureMemory"]),
+        .target(name: "ScalarField", dependencies: ["CSecureMemory"], swiftSettings: optimizedAlways),
+        .target(name: "ShamirCore", dependencies: ["SecureMemory"]),
+        .target(
+            name: "Shamir",
+            dependencies: [
+                "ScalarField", "ShamirCore", "SecureMemory",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]),
+        .target(name: "ShamirReference", dependencies: ["CGMP", "COpenSSLCrypto", "ShamirCore", "SecureMemory"]),
+        .target(name: "ShamirVectors", dependencies: ["ShamirCore", "SecureMemory", "ShamirReference"]),
+        .executableTarget(
+            name: "spike-recovery",
+            dependencies: [
+                "Shamir", "ShamirReference", "ShamirVectors", "ShamirCore", "SecureMemory", "ScalarField",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+
+        .testTarget(name: "SecureMemoryTests", dependencies: ["SecureMemory"]),
+        .testTarget(name: "ShamirReferenceTests", dependencies: ["ShamirReference", "ShamirCore", "SecureMemory"]),
+        .testTarget(name: "ScalarFieldTests", dependencies: ["ScalarField", "ShamirReference"]),
+        .testTarget(name: "ShamirTests", dependencies: ["Shamir", "ShamirReference", "ShamirCore", "SecureMemory", "ScalarField"]),
+        .testTarget(
+            name: "ShamirVectorsTests",
+            dependencies: ["ShamirVectors", "ShamirReference", "ShamirCore", "SecureMemory"]),
+    ]
+)

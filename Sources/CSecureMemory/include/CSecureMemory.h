@@ -1,0 +1,16 @@
+#ifndef CSECUREMEMORY_H
+#define CSECUREMEMORY_H
+#include <stddef.h>
+
+/// Zeroes `count` bytes in a way the optimizer may not remove.
+void csm_wipe(void *p, size_t count);
+/// Constant-time analysis hooks (tools/ct-check). Outside valgrind both are a
+/// few no-op instructions. `csm_declassify` marks bytes derived from secrets
+/// as public at a point where the result is revealed anyway (an error is
+/// returned, a rejection-sampling draw is skipped); `csm_classify` marks a
+/// secret input as undefined so memcheck reports any branch or index on it.
+void csm_declassify(const void *p, size_t count);
+void csm_classify(const void *p, size_t count);
+/// 1 when running under valgrind.
+int csm_running_on_valgrind(void);
+#endif

@@ -1,0 +1,39 @@
+#define _DEFAULT_SOURCE
+#include "CSecureMemory.h"
+#include <string.h>
+
+#if defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define CSM_HAVE_VALGRIND 1
+#endif
+#endif
+
+void csm_wipe(void *p, size_t count) {
+    if (p == NULL || count == 0) return;
+    explicit_bzero(p, count);
+}
+
+void csm_declassify(const void *p, size_t count) {
+#ifdef CSM_HAVE_VALGRIND
+    (void)VALGRIND_MAKE_MEM_DEFINED(p, count);
+#else
+    (void)p; (void)count;
+#endif
+}
+
+void csm_classify(const void *p, size_t count) {
+#ifdef CSM_HAVE_VALGRIND
+    (void)VALGRIND_MAKE_MEM_UNDEFINED(p, count);
+#else
+    (void)p; (void)count;
+#endif
+}
+
+int csm_running_on_valgrind(void) {
+#ifdef CSM_HAVE_VALGRIND
+    return RUNNING_ON_VALGRIND ? 1 : 0;
+#else
+    return 0;
+#endif
+}

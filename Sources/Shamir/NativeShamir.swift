@@ -1,0 +1,106 @@
+import Crypto
+import ScalarField
+import SecureMemory
+import ShamirCore
+
+/// SPIKE's Shamir scheme on the constant-time P-256 scalar field: the
+/// production implementation.
+///
+/// Byte-compatible with Go SPIKE (Spec/shamir.md): the coefficients come from
+/// the SHA-256 chain seeded with the root key, shards are f(1)…f(shares).
+/// Secrets (root key, coefficients, shard values) live in `SecretBytes` or in
+/// scalar arrays wiped before they are released. The only secret-dependent
+/// branches are the ones the spec demands and that reveal nothing beyond the
+/// outcome: skipping a chain block >= n (probability ~2^-32 per draw) and
+/// refusing invalid input; each is marked with `ConstantTime.declassified`.
+public struct NativeShamir: ShamirScheme {
+    public let name = "native"
+    public init() {}
+
+    // MARK: split
+
+    public func split(rootKey: SecretBytes, threshold: Int, shares: Int) throws(ShamirError) -> ShamirSplit {
+        try ShamirValidation.checkSplit(threshold: threshold, shares: shares)
+        var coefficients = try Self.coefficients(rootKey: rootKey, threshold: threshold)
+        defer { coefficients.wipeAll() }
+        let shards = (1...UInt64(shares)).map { Shard(id: $0, value: Self.secret(Self.evaluate(coefficients, at: $0))) }
+        // Go SPIKE's self-check: the first `threshold` shards must give the key back.
+        let back = try recover(threshold: threshold, shards: Array(shards.prefix(threshold)))
+        guard ConstantTime.declassified(back.equalityMask(rootKey)) != 0 else { throw .selfCheckFailed }
+        return ShamirSplit(coefficients: coefficients.dropFirst().map(Self.secret), shards: shards)
+    }
+
+    public func shards(rootKey: SecretBytes, threshold: Int, ids: [UInt64]) throws(ShamirError) -> [Shard] {
+        try ShamirValidation.checkShardIDs(threshold: threshold, ids: ids)
+        var coefficients = try Self.coefficients(rootKey: rootKey, threshold: threshold)
+        defer { coefficients.wipeAll() }
+        return ids.map { Shard(id: $0, value: Self.secret(Self.evaluate(coefficients, at: $0))) }
+    }
+
+    /// The root key's scalar, then `threshold − 1` draws from the chain
+    /// B1 = SHA256(rk), B(k+1) = SHA256(Bk); a block >= n is skipped.
+    static func coefficients(rootKey: SecretBytes, threshold: Int) throws(ShamirError) -> [P256Scalar] {
+        guard rootKey.count == ShamirConstants.scalarByteCount else { throw .rootKeyWrongLength(rootKey.count) }
+        let (key, valid) = rootKey.withUnsafeBytes { P256Scalar.decode(bigEndian: $0) }
+        guard ConstantTime.declassified(valid) != 0 else { throw .rootKeyNotCanonical }
+        guard ConstantTime.declassified(key.isZeroMask) == 0 else { throw .rootKeyZero }
+        var coefficients = [P256Scalar]()
+        coefficients.reserveCapacity(threshold)
+        coefficients.append(key)
+        let block = rootKey.copy()
+        while coefficients.count < threshold {
+            block.withUnsafeMutableBytes { raw in
+                let digest = SHA256.hash(data: UnsafeRawBufferPointer(raw))
+                digest.withUnsafeBytes { raw.copyMemory(from: $0) }
+            }
+            let (candidate, inRange) = block.withUnsafeBytes { P256Scalar.decode(bigEndian: $0) }
+            // Rejection sampling: whether this draw is used is revealed by the loop count anyway.
+            if ConstantTime.declassified(inRange) != 0 { coefficients.append(candidate) }
+        }
+        return coefficients
+    }
+
+    /// f(x) by Horner's rule; x is public, the coefficients are secret.
+    @inline(__always)
+    static func evaluate(_ coefficients: [P256Scalar], at x: UInt64) -> P256Scalar {
+        let point = P256Scalar(x)
+        var acc = P256Scalar.zero
+        for c in coefficients.reversed() { acc = acc * point + c }
+        return acc
+    }
+
+    static func secret(_ value: P256Scalar) -> SecretBytes {
+        let out = SecretBytes(zeroedCount: ShamirConstants.scalarByteCount)
+        out.withUnsafeMutableBytes { value.encode(bigEndian: $0) }
+        return out
+    }
+
+    // MARK: recover
+
+    public func recover(threshold: Int, shards: [Shard]) throws(ShamirError) -> SecretBytes {
+        try ShamirValidation.checkRecover(threshold: threshold, shards: shards)
+        var values = [P256Scalar]()
+        values.reserveCapacity(shards.count)
+        defer { values.wipeAll() }
+        for shard in shards {
+            guard shard.value.count == ShamirConstants.scalarByteCount else {
+                throw .shardValueWrongLength(id: shard.id, count: shard.value.count)
+            }
+            let (y, valid) = shard.value.withUnsafeBytes { P256Scalar.decode(bigEndian: $0) }
+            guard ConstantTime.declassified(valid) != 0 else { throw .shardValueNotCanonical(id: shard.id) }
+            guard ConstantTime.declassified(y.isZeroMask) == 0 else { throw .shardValueZero(id: shard.id) }
+            values.append(y)
+        }
+        let weights = P256Scalar.lagrangeWeightsAtZero(ids: shards.prefix(threshold).map(\.id))
+        return Self.secret(Self.combine(weights: weights, values: values))
+    }
+
+    /// Σ λ_j·y_j over the first `weights.count` values: the only part of
+    /// recovery that touches secrets, and constant-time in them.
+    @inline(never)
+    public static func combine(weights: [P256Scalar], values: [P256Scalar]) -> P256Scalar {
+        var sum = P256Scalar.zero
+        for j in 0..<weights.count { sum = sum + weights[j] * values[j] }
+        return sum
+    }
+}

@@ -1,0 +1,44 @@
+import ArgumentParser
+import Foundation
+
+@main
+struct SpikeRecovery: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "spike-recovery",
+        abstract: "SPIKE's root-key recovery plane: Shamir tools, keepers, nexus recovery.",
+        discussion: """
+            Exit status: 0 success; 1 a check failed or the operation was refused; \
+            64 bad command line or settings (one line on stderr names it).
+            """,
+        subcommands: [DemoCommand.self, VectorsCommand.self],
+        defaultSubcommand: nil
+    )
+}
+
+/// Human-readable output goes to stderr (cli.md); stdout is for --json and explicitly requested data.
+enum Console {
+    static func say(_ line: String) {
+        FileHandle.standardError.write(Data((line + "\n").utf8))
+    }
+    static func json(_ line: String) {
+        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    }
+}
+
+/// A refusal the operator should read: one line, already saying what to fix.
+struct OperatorError: Error, CustomStringConvertible {
+    let description: String
+    let exitCode: Int32
+    init(_ description: String, exitCode: Int32 = 1) {
+        self.description = description
+        self.exitCode = exitCode
+    }
+}
+
+extension ParsableCommand {
+    /// Prints an operator error as one line and exits with its code.
+    func fail(_ error: OperatorError) -> ExitCode {
+        Console.say("spike-recovery: \(error.description)")
+        return ExitCode(error.exitCode)
+    }
+}
