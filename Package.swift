@@ -45,12 +45,22 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
+        // Run under valgrind by tools/ct-check; optimized like the code it checks.
+        .executableTarget(
+            name: "ct-harness", dependencies: ["Shamir", "ScalarField", "SecureMemory", "ShamirCore"],
+            swiftSettings: optimizedAlways),
+
         .testTarget(name: "SecureMemoryTests", dependencies: ["SecureMemory"]),
         .testTarget(name: "ShamirReferenceTests", dependencies: ["ShamirReference", "ShamirCore", "SecureMemory"]),
-        .testTarget(name: "ScalarFieldTests", dependencies: ["ScalarField", "ShamirReference"]),
-        .testTarget(name: "ShamirTests", dependencies: ["Shamir", "ShamirReference", "ShamirCore", "SecureMemory", "ScalarField"]),
+        .testTarget(name: "ScalarFieldTests", dependencies: ["ScalarField", "ShamirReference", "ShamirCore"]),
+        .testTarget(
+            name: "ShamirTests",
+            dependencies: [
+                "Shamir", "ShamirReference", "ShamirCore", "SecureMemory", "ScalarField",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]),
         .testTarget(
             name: "ShamirVectorsTests",
-            dependencies: ["ShamirVectors", "ShamirReference", "ShamirCore", "SecureMemory"]),
+            dependencies: ["ShamirVectors", "Shamir", "ShamirReference", "ShamirCore", "SecureMemory"]),
     ]
 )
