@@ -19,6 +19,11 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.3.0"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.10.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.30.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
     ],
     targets: [
         // C libraries from the system (libgmp-dev, libssl-dev), each behind a tiny shim header.
@@ -37,6 +42,33 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
         .target(name: "ShamirReference", dependencies: ["CGMP", "COpenSSLCrypto", "ShamirCore", "SecureMemory"]),
+        .target(
+            name: "SpiffeIdentity",
+            dependencies: [
+                "SecureMemory",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]),
+        .target(name: "SpikeWire", dependencies: ["SecureMemory"]),
+        .target(
+            name: "MutualTLS",
+            dependencies: [
+                "SpiffeIdentity", "SecureMemory",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]),
+        .target(
+            name: "KeeperService",
+            dependencies: [
+                "MutualTLS", "SpikeWire", "SpiffeIdentity", "SecureMemory",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]),
         .target(name: "ShamirVectors", dependencies: ["ShamirCore", "SecureMemory", "ShamirReference"]),
         .executableTarget(
             name: "spike-recovery",
@@ -50,6 +82,17 @@ let package = Package(
             name: "ct-harness", dependencies: ["Shamir", "ScalarField", "SecureMemory", "ShamirCore"],
             swiftSettings: optimizedAlways),
 
+        .testTarget(
+            name: "SpiffeIdentityTests",
+            dependencies: ["SpiffeIdentity", .product(name: "X509", package: "swift-certificates")]),
+        .testTarget(
+            name: "MutualTLSTests",
+            dependencies: [
+                "MutualTLS", "SpiffeIdentity", "SecureMemory",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]),
         .testTarget(name: "SecureMemoryTests", dependencies: ["SecureMemory"]),
         .testTarget(name: "ShamirReferenceTests", dependencies: ["ShamirReference", "ShamirCore", "SecureMemory"]),
         .testTarget(name: "ScalarFieldTests", dependencies: ["ScalarField", "ShamirReference", "ShamirCore"]),

@@ -1,0 +1,71 @@
+import SecureMemory
+import SpiffeIdentity
+import SpikeWire
+
+/// The Keeper's HTTP behaviour, byte for byte (Spec/keeper-wire.md), with no
+/// I/O: the server hands it the method, URI, body and verified peer.
+public struct KeeperRoutes: Sendable {
+    public struct Response: Sendable, Equatable {
+        public let status: Int
+        public let body: [UInt8]
+    }
+
+    public let slot: ShardSlot
+    public let trustRoots: TrustRoots
+
+    public init(slot: ShardSlot, trustRoots: TrustRoots) {
+        self.slot = slot
+        self.trustRoots = trustRoots
+    }
+
+    public static let tooLarge = Response(status: 413, body: KeeperWire.errorBody(KeeperWire.badRequest))
+
+    public func handle(method: String, uri: String, body: SecretBytes, peer: SpiffeID) -> Response {
+        // No query strings (Go's `?action=` routes are not a Keeper's), POST only, two paths.
+        guard method == "POST", !uri.contains("?") else { return badRequest }
+        switch uri {
+        case KeeperWire.contributePath: return contribute(body: body, peer: peer)
+        case KeeperWire.shardPath: return shard(body: body, peer: peer)
+        default: return badRequest
+        }
+    }
+
+    var badRequest: Response { Response(status: 400, body: KeeperWire.errorBody(KeeperWire.badRequest)) }
+
+    func contribute(body: SecretBytes, peer: SpiffeID) -> Response {
+        guard trustRoots.id(peer, hasRole: .nexus) || trustRoots.id(peer, hasRole: .bootstrap) else {
+            return Response(status: 401, body: KeeperWire.errorBody(KeeperWire.unauthorized))
+        }
+        do {
+            let shard = try KeeperWire.shard(in: KeeperWire.object(body))
+            slot.store(shard)
+            return Response(status: 200, body: KeeperWire.contributeOK)
+        } catch {
+            return badRequest
+        }
+    }
+
+    func shard(body: SecretBytes, peer: SpiffeID) -> Response {
+        guard trustRoots.id(peer, hasRole: .nexus) else {
+            return Response(status: 401, body: KeeperWire.shardErrorBody(KeeperWire.unauthorized))
+        }
+        guard (try? KeeperWire.object(body)) != nil else {
+            return Response(status: 400, body: KeeperWire.shardErrorBody(KeeperWire.badRequest))
+        }
+        return slot.withShard { held in
+            guard let held else { return Response(status: 404, body: KeeperWire.shardErrorBody(KeeperWire.notFound)) }
+            return Response(status: 200, body: KeeperWire.shardBody(held))
+        }
+    }
+
+    /// Why a request was refused, for the log line (never a value).
+    public func refusalReason(uri: String, body: SecretBytes) -> String? {
+        guard uri == KeeperWire.contributePath else { return nil }
+        do {
+            _ = try KeeperWire.shard(in: KeeperWire.object(body))
+            return nil
+        } catch {
+            return "\(error)"
+        }
+    }
+}

@@ -1,0 +1,62 @@
+import Foundation
+import Logging
+import MutualTLS
+import NIOCore
+import NIOHTTP1
+import SecureMemory
+import SpiffeIdentity
+import SpikeWire
+
+/// A running SPIKE Keeper: the routes on an mTLS server that admits only
+/// Nexus and Bootstrap peers (anyone else fails the TLS handshake).
+public final class KeeperServer: Sendable {
+    public let slot = ShardSlot()
+    let server: MTLSHTTPServer
+    let routes: KeeperRoutes
+    let source: any X509Source
+    let logger: Logger
+
+    public init(source: any X509Source, trustRoots: TrustRoots, logger: Logger, group: EventLoopGroup? = nil) {
+        self.source = source
+        self.logger = logger
+        server = MTLSHTTPServer(group: group)
+        routes = KeeperRoutes(slot: slot, trustRoots: trustRoots)
+    }
+
+    public var port: Int { server.port }
+
+    public func start(host: String, port: Int, limits: MTLSHTTPServer.Limits = .keeper) async throws {
+        let routes = self.routes, logger = self.logger
+        let policy = PeerPolicy.roles([.nexus, .bootstrap], trustRoots: routes.trustRoots)
+        let tooLarge = HTTPResponseData(status: .payloadTooLarge, extraHeaders: KeeperServer.headers, body: KeeperRoutes.tooLarge.body)
+        try await server.start(
+            host: host, port: port, source: source, policy: policy, limits: limits, tooLargeResponse: tooLarge,
+            onRefused: { reason in logger.notice("TLS handshake refused: \(reason)") },
+            respond: { request in
+                let clock = ContinuousClock()
+                let start = clock.now
+                let answer = routes.handle(method: request.method.rawValue, uri: request.uri, body: request.body, peer: request.peer)
+                var line = "\(request.peer) \(request.method.rawValue) \(request.uri) \(answer.status)"
+                if answer.status == 400, let why = routes.refusalReason(uri: request.uri, body: request.body) { line += " (\(why))" }
+                line += String(format: " %.3fms", (clock.now - start) / .milliseconds(1))
+                logger.info("\(line)")
+                return HTTPResponseData(status: HTTPResponseStatus(statusCode: answer.status), extraHeaders: KeeperServer.headers, body: answer.body)
+            })
+    }
+
+    /// Stops the listener and wipes the shard.
+    public func stop() async {
+        await server.stop()
+        slot.wipe()
+    }
+
+    static let headers = [("Cache-Control", KeeperWire.cacheControl)]
+}
+
+extension MTLSHTTPServer.Limits {
+    public static var keeper: Self {
+        var limits = Self()
+        limits.maximumBodyBytes = KeeperWire.maximumRequestBytes
+        return limits
+    }
+}

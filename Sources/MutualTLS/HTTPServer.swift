@@ -1,0 +1,226 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import NIOTLS
+import SecureMemory
+import SpiffeIdentity
+
+/// One HTTP request as the application sees it, after mTLS admitted the peer.
+public struct HTTPRequestData: Sendable {
+    public let method: HTTPMethod
+    public let uri: String
+    /// Request bodies may carry shards, so they live in a wiping buffer.
+    public let body: SecretBytes
+    /// The peer's verified SPIFFE ID (always set: unverified peers never get here).
+    public let peer: SpiffeID
+}
+
+public struct HTTPResponseData: Sendable {
+    public var status: HTTPResponseStatus
+    public var contentType: String?
+    public var extraHeaders: [(String, String)]
+    public var body: [UInt8]
+
+    public init(status: HTTPResponseStatus, contentType: String? = "application/json", extraHeaders: [(String, String)] = [], body: [UInt8]) {
+        self.status = status
+        self.contentType = contentType
+        self.extraHeaders = extraHeaders
+        self.body = body
+    }
+}
+
+/// An HTTP/1.1 server over mutual TLS on SwiftNIO. Peers are verified during
+/// the handshake (`PeerPolicy`); request bodies are bounded; each connection
+/// is closed after an idle period. The application answers through `respond`.
+public final class MTLSHTTPServer: @unchecked Sendable {
+    public struct Limits: Sendable {
+        /// Bodies over this many bytes are answered with `tooLargeResponse` and the connection closed.
+        public var maximumBodyBytes = 4096
+        public var idleTimeout: TimeAmount = .seconds(60)
+        public var handshakeTimeout: TimeAmount = .seconds(10)
+        public init() {}
+    }
+
+    public typealias Responder = @Sendable (HTTPRequestData) async -> HTTPResponseData
+
+    private let group: EventLoopGroup
+    private let ownsGroup: Bool
+    private var channel: Channel?
+    public private(set) var port: Int = 0
+
+    public init(group: EventLoopGroup? = nil) {
+        if let group {
+            self.group = group
+            ownsGroup = false
+        } else {
+            self.group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+            ownsGroup = true
+        }
+    }
+
+    /// Binds and starts serving. `host`/`port` as for a listen address (port 0 picks a free one).
+    public func start(host: String, port: Int, source: any X509Source, policy: PeerPolicy, limits: Limits = Limits(),
+                      tooLargeResponse: HTTPResponseData, onRefused: @escaping @Sendable (String) -> Void,
+                      respond: @escaping Responder) async throws {
+        let contexts = TLSContextCache(source: source, side: .server)
+        _ = try contexts.context()  // fail now, not on the first connection, if the SVID is unusable
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 512)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let box = PeerIdentityBox()
+                    let tls = NIOSSLServerHandler(
+                        context: try contexts.context(),
+                        customVerificationCallbackWithMetadata: PeerVerification.callback(
+                            source: source, policy: policy, box: box, onRefused: onRefused))
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(HandshakeDeadline(timeout: limits.handshakeTimeout))
+                    try sync.addHandler(tls)
+                    try sync.addHandler(IdleStateHandler(readTimeout: limits.idleTimeout))
+                    try sync.configureHTTPServerPipeline(withErrorHandling: true)
+                    try sync.addHandler(RequestHandler(box: box, limit: limits.maximumBodyBytes,
+                                                       tooLarge: tooLargeResponse, respond: respond))
+                }
+            }
+        let channel = try await bootstrap.bind(host: host, port: port).get()
+        self.channel = channel
+        self.port = channel.localAddress?.port ?? port
+    }
+
+    /// Stops accepting and closes the listener; open connections finish their current request.
+    public func stop() async {
+        try? await channel?.close()
+        channel = nil
+        if ownsGroup { try? await group.shutdownGracefully() }
+    }
+}
+
+/// Closes a connection whose TLS handshake has not completed in time (a peer
+/// that connects and stays silent must not hold a slot forever).
+final class HandshakeDeadline: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+    let timeout: TimeAmount
+    var task: Scheduled<Void>?
+    init(timeout: TimeAmount) { self.timeout = timeout }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { arm(context) }
+    }
+    func channelActive(context: ChannelHandlerContext) {
+        arm(context)
+        context.fireChannelActive()
+    }
+    func arm(_ context: ChannelHandlerContext) {
+        guard task == nil else { return }
+        let channel = context.channel
+        task = context.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
+    }
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case TLSUserEvent.handshakeCompleted = event {
+            task?.cancel()
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+    func channelInactive(context: ChannelHandlerContext) {
+        task?.cancel()
+        context.fireChannelInactive()
+    }
+}
+
+/// Collects one request (head + body up to the limit), asks the responder,
+/// writes the response with exact bytes. Keeps the connection alive when the
+/// client asked for it.
+final class RequestHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    let box: PeerIdentityBox
+    let limit: Int
+    let tooLarge: HTTPResponseData
+    let respond: MTLSHTTPServer.Responder
+    var head: HTTPRequestHead?
+    var body: [UInt8] = []
+    var overLimit = false
+
+    init(box: PeerIdentityBox, limit: Int, tooLarge: HTTPResponseData, respond: @escaping MTLSHTTPServer.Responder) {
+        self.box = box
+        self.limit = limit
+        self.tooLarge = tooLarge
+        self.respond = respond
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let h):
+            head = h
+            body.removeAll(keepingCapacity: true)
+            body.reserveCapacity(limit)  // no reallocation, so no unwiped copies left behind
+            overLimit = false
+            if let length = h.headers.first(name: "content-length").flatMap(Int.init), length > limit { overLimit = true }
+        case .body(var chunk):
+            guard !overLimit else { return }
+            if body.count + chunk.readableBytes > limit {
+                overLimit = true
+                SecureMemory.wipe(&body)
+                return
+            }
+            body += chunk.readBytes(length: chunk.readableBytes) ?? []
+        case .end:
+            guard let head else { return }
+            self.head = nil
+            let keepAlive = head.isKeepAlive && !overLimit
+            if overLimit {
+                write(context: context, tooLarge, version: head.version, keepAlive: false)
+                return
+            }
+            guard let peer = box.id else {
+                context.close(promise: nil)  // cannot happen: the handshake sets it
+                return
+            }
+            // Moves the bytes into a wiping buffer and zeroes this handler's copy.
+            let request = HTTPRequestData(method: head.method, uri: head.uri, body: SecretBytes(consuming: &body), peer: peer)
+            let respond = self.respond
+            let version = head.version
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            context.eventLoop.makeFutureWithTask { await respond(request) }.whenComplete { result in
+                let (handler, context) = loopBound.value
+                switch result {
+                case .success(let response): handler.write(context: context, response, version: version, keepAlive: keepAlive)
+                case .failure: context.close(promise: nil)
+                }
+            }
+        }
+    }
+
+    func write(context: ChannelHandlerContext, _ response: HTTPResponseData, version: HTTPVersion, keepAlive: Bool) {
+        var headers = HTTPHeaders()
+        if let type = response.contentType { headers.add(name: "Content-Type", value: type) }
+        for (name, value) in response.extraHeaders { headers.add(name: name, value: value) }
+        headers.add(name: "Content-Length", value: String(response.body.count))
+        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        let head = HTTPResponseHead(version: version, status: response.status, headers: headers)
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        var buffer = context.channel.allocator.buffer(capacity: response.body.count)
+        buffer.writeBytes(response.body)
+        context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        if !keepAlive {
+            let channel = context.channel
+            done.whenComplete { _ in channel.close(promise: nil) }
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent { context.close(promise: nil) }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+}

@@ -1,0 +1,198 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import SecureMemory
+import SpiffeIdentity
+
+/// Why a request to a peer did not produce a response.
+public enum MTLSClientError: Error, Equatable, Sendable, CustomStringConvertible {
+    case badURL(String)
+    case connectFailed(String)
+    case handshakeRefused(String)
+    case deadlineExceeded(Int)
+    case responseTooLarge(Int)
+    case connectionClosed
+
+    public var description: String {
+        switch self {
+        case .badURL(let why): "bad URL: \(why)"
+        case .connectFailed(let why): "connect failed: \(why)"
+        case .handshakeRefused(let why): "TLS handshake refused: \(why)"
+        case .deadlineExceeded(let ms): "no response within \(ms) ms"
+        case .responseTooLarge(let limit): "response body over \(limit) bytes"
+        case .connectionClosed: "connection closed before a complete response"
+        }
+    }
+}
+
+/// A small HTTPS client over mutual TLS that insists on a peer identity
+/// (AsyncHTTPClient can neither enforce one nor show the peer certificate).
+/// One connection per request; every request has a deadline covering
+/// connect, handshake and response, and a response size limit.
+public final class MTLSClient: Sendable {
+    public struct Response: Sendable {
+        public let status: Int
+        /// Responses may carry shards: kept in a wiping buffer.
+        public let body: SecretBytes
+        public let peer: SpiffeID
+    }
+
+    private let group: EventLoopGroup
+    private let contexts: TLSContextCache
+    private let source: any X509Source
+    private let policy: PeerPolicy
+    public let maximumResponseBytes: Int
+
+    public init(group: EventLoopGroup, source: any X509Source, serverPolicy: PeerPolicy, maximumResponseBytes: Int = 4096) {
+        self.group = group
+        self.source = source
+        self.contexts = TLSContextCache(source: source, side: .client)
+        self.policy = serverPolicy
+        self.maximumResponseBytes = maximumResponseBytes
+    }
+
+    /// POSTs `body` (JSON) to `url` and returns the status and body.
+    public func post(_ url: String, json body: [UInt8], deadline: Duration) async throws -> Response {
+        let target = try Target(url)
+        let context = try contexts.context()
+        let box = PeerIdentityBox()
+        let refusal = RefusalBox()
+        let eventLoop = group.next()
+        let responsePromise = eventLoop.makePromise(of: (Int, SecretBytes).self)
+        let limit = maximumResponseBytes
+        let policy = self.policy, source = self.source
+        let timeout = TimeAmount.nanoseconds(Int64(deadline / .nanoseconds(1)))
+        let milliseconds = Int(deadline / .milliseconds(1))
+
+        let bootstrap = ClientBootstrap(group: eventLoop)
+            .connectTimeout(timeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let tls = try NIOSSLClientHandler(
+                        context: context, serverHostname: nil,
+                        customVerificationCallbackWithMetadata: PeerVerification.callback(
+                            source: source, policy: policy, box: box, onRefused: { refusal.reason = $0 }))
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(tls)
+                    try sync.addHTTPClientHandlers()
+                    try sync.addHandler(ResponseCollector(promise: responsePromise, limit: limit))
+                }
+            }
+        let deadlineTask = eventLoop.scheduleTask(in: timeout) {
+            responsePromise.fail(MTLSClientError.deadlineExceeded(milliseconds))
+        }
+        let channel: Channel
+        do {
+            channel = try await bootstrap.connect(host: target.host, port: target.port).get()
+        } catch {
+            deadlineTask.cancel()
+            responsePromise.fail(MTLSClientError.connectionClosed)
+            if case ChannelError.connectTimeout = error { throw MTLSClientError.deadlineExceeded(milliseconds) }
+            throw MTLSClientError.connectFailed(Self.describe(error))
+        }
+        var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: target.path)
+        head.headers.add(name: "Host", value: target.hostHeader)
+        head.headers.add(name: "Content-Type", value: "application/json")
+        head.headers.add(name: "Content-Length", value: String(body.count))
+        head.headers.add(name: "Connection", value: "close")
+        var buffer = channel.allocator.buffer(capacity: body.count)
+        buffer.writeBytes(body)
+        channel.write(HTTPClientRequestPart.head(head), promise: nil)
+        channel.write(HTTPClientRequestPart.body(.byteBuffer(buffer)), promise: nil)
+        channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+        defer {
+            deadlineTask.cancel()
+            channel.close(promise: nil)
+        }
+        do {
+            let (status, responseBody) = try await responsePromise.futureResult.get()
+            guard let peer = box.id else { throw MTLSClientError.handshakeRefused("peer not verified") }
+            return Response(status: status, body: responseBody, peer: peer)
+        } catch let error as MTLSClientError {
+            if let reason = refusal.reason { throw MTLSClientError.handshakeRefused(reason) }
+            throw error
+        } catch {
+            if let reason = refusal.reason { throw MTLSClientError.handshakeRefused(reason) }
+            throw MTLSClientError.connectionClosed
+        }
+    }
+
+    static func describe(_ error: Error) -> String {
+        if let e = error as? IOError { return "\(e.description)" }
+        if let e = error as? NIOConnectionError { return e.connectionErrors.first.map { "\($0.error)" } ?? "connection refused" }
+        return "\(error)"
+    }
+
+    /// `https://host:port/prefix` + route.
+    struct Target {
+        let host: String
+        let port: Int
+        let path: String
+        var hostHeader: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+        init(_ url: String) throws {
+            guard let components = URLComponents(string: url), components.scheme == "https",
+                  let host = components.host, !host.isEmpty else {
+                throw MTLSClientError.badURL("expected https://host[:port]/path")
+            }
+            self.host = host
+            self.port = components.port ?? 443
+            self.path = components.percentEncodedPath.isEmpty ? "/" : components.percentEncodedPath
+        }
+    }
+}
+
+final class RefusalBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: String?
+    var reason: String? {
+        get { lock.lock(); defer { lock.unlock() }; return value }
+        set { lock.lock(); if value == nil { value = newValue }; lock.unlock() }
+    }
+}
+
+/// Gathers one response; fails the promise past the size limit or on early close.
+final class ResponseCollector: ChannelInboundHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    let promise: EventLoopPromise<(Int, SecretBytes)>
+    let limit: Int
+    var status = 0
+    var body: [UInt8] = []
+
+    init(promise: EventLoopPromise<(Int, SecretBytes)>, limit: Int) {
+        self.promise = promise
+        self.limit = limit
+        body.reserveCapacity(limit)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            status = Int(head.status.code)
+        case .body(var chunk):
+            if body.count + chunk.readableBytes > limit {
+                wipe(&body)
+                promise.fail(MTLSClientError.responseTooLarge(limit))
+                context.close(promise: nil)
+                return
+            }
+            body += chunk.readBytes(length: chunk.readableBytes) ?? []
+        case .end:
+            promise.succeed((status, SecretBytes(consuming: &body)))
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        wipe(&body)
+        promise.fail(MTLSClientError.connectionClosed)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        promise.fail(error)
+        context.close(promise: nil)
+    }
+}

@@ -1,0 +1,285 @@
+import Foundation
+import SecureMemory
+import SwiftASN1
+import X509
+
+/// One consistent view of a workload's identity: its SVID (chain and key)
+/// and the trust bundles it verifies peers against.
+///
+/// Invariant: `chain` is non-empty, leaf first; `privateKey` matches the
+/// leaf's public key; `id` is the leaf's SPIFFE ID; `generation` grows by one
+/// with every change, so TLS layers can cache contexts per generation.
+public struct X509Snapshot: Sendable {
+    public let id: SpiffeID
+    public let chain: [Certificate]
+    public let chainDER: [[UInt8]]
+    public let privateKey: Certificate.PrivateKey
+    /// The key as PEM for the TLS library (secret; wiped when the snapshot goes).
+    public let privateKeyPEM: SecretBytes
+    /// Trust domain → CA certificates.
+    public let bundles: [String: [Certificate]]
+    public let generation: UInt64
+
+    /// A snapshot that presents `chain` as is, skipping the SVID rules on the
+    /// leaf: for tests that must present a broken SVID to a peer.
+    @_spi(Testing)
+    public static func presenting(chain: [Certificate], privateKey: Certificate.PrivateKey, bundles: [String: [Certificate]]) throws -> X509Snapshot {
+        try X509Snapshot(chain: chain, privateKey: privateKey, bundles: bundles, generation: 1, checkLeaf: false)
+    }
+
+    public init(chain: [Certificate], privateKey: Certificate.PrivateKey, bundles: [String: [Certificate]], generation: UInt64) throws(X509SourceError) {
+        try self.init(chain: chain, privateKey: privateKey, bundles: bundles, generation: generation, checkLeaf: true)
+    }
+
+    init(chain: [Certificate], privateKey: Certificate.PrivateKey, bundles: [String: [Certificate]], generation: UInt64, checkLeaf: Bool) throws(X509SourceError) {
+        guard let leaf = chain.first else { throw .invalid(file: "SVID", reason: "no certificate") }
+        guard privateKey.publicKey == leaf.publicKey else { throw .keyDoesNotMatchCertificate }
+        do {
+            id = try SVIDVerifier.leafID(leaf, now: leaf.notValidBefore)
+        } catch {
+            guard !checkLeaf else { throw .invalid(file: "SVID", reason: "\(error)") }
+            id = (try? SpiffeID(parsing: "spiffe://invalid.svid/unchecked"))!
+        }
+        self.chain = chain
+        do {
+            chainDER = try chain.map { cert in
+                var serializer = DER.Serializer()
+                try serializer.serialize(cert)
+                return serializer.serializedBytes
+            }
+            var pem = Array(try privateKey.serializeAsPEM().pemString.utf8)
+            privateKeyPEM = SecretBytes(consuming: &pem)
+        } catch {
+            throw .invalid(file: "SVID", reason: "cannot serialize")
+        }
+        self.privateKey = privateKey
+        self.bundles = bundles
+        self.generation = generation
+    }
+}
+
+/// Where SVIDs come from: files (spiffe-helper style) or the Workload API.
+public protocol X509Source: AnyObject, Sendable {
+    /// The current SVID and bundles.
+    var current: X509Snapshot { get }
+}
+
+public enum X509SourceError: Error, Equatable, Sendable, CustomStringConvertible {
+    case missingSetting(String)
+    case unreadable(file: String, reason: String)
+    case invalid(file: String, reason: String)
+    case keyDoesNotMatchCertificate
+
+    public var description: String {
+        switch self {
+        case .missingSetting(let s): "\(s) is not set"
+        case .unreadable(let f, let r): "\(f): \(r)"
+        case .invalid(let f, let r): "\(f): \(r)"
+        case .keyDoesNotMatchCertificate: "the SVID key does not match the SVID certificate"
+        }
+    }
+}
+
+/// PEM loading with errors that name the file and never echo its contents.
+public enum PEMFiles {
+    public static func read(_ path: String) throws(X509SourceError) -> String {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            if !FileManager.default.fileExists(atPath: path) { throw .unreadable(file: path, reason: "no such file") }
+            throw .unreadable(file: path, reason: "permission denied or not a regular file")
+        }
+        guard let text = String(data: data, encoding: .utf8) else { throw .invalid(file: path, reason: "not PEM text") }
+        return text
+    }
+
+    public static func certificates(pem: String, file: String) throws(X509SourceError) -> [Certificate] {
+        let documents: [PEMDocument]
+        do {
+            documents = try PEMDocument.parseMultiple(pemString: pem)
+        } catch {
+            throw .invalid(file: file, reason: "malformed PEM")
+        }
+        guard !documents.isEmpty else { throw .invalid(file: file, reason: "no PEM block") }
+        var out: [Certificate] = []
+        for (i, doc) in documents.enumerated() {
+            guard doc.discriminator == "CERTIFICATE" else {
+                throw .invalid(file: file, reason: "PEM block \(i + 1) is \(doc.discriminator), expected CERTIFICATE")
+            }
+            do {
+                out.append(try Certificate(derEncoded: doc.derBytes))
+            } catch {
+                throw .invalid(file: file, reason: "PEM block \(i + 1) is not a valid X.509 certificate")
+            }
+        }
+        return out
+    }
+
+    public static func privateKey(pem: String, file: String) throws(X509SourceError) -> Certificate.PrivateKey {
+        let documents: [PEMDocument]
+        do {
+            documents = try PEMDocument.parseMultiple(pemString: pem)
+        } catch {
+            throw .invalid(file: file, reason: "malformed PEM")
+        }
+        guard documents.count == 1 else { throw .invalid(file: file, reason: "expected exactly one PEM private key, found \(documents.count) blocks") }
+        do {
+            return try Certificate.PrivateKey(pemDocument: documents[0])
+        } catch {
+            throw .invalid(file: file, reason: "not a supported private key (PKCS#8, SEC1 EC P-256/P-384, or RSA)")
+        }
+    }
+
+    /// Bundle CAs grouped by the trust domain of their own URI SAN when they
+    /// carry one; CAs without one trust every domain named in `trustDomains`.
+    public static func bundles(_ cas: [Certificate], trustDomains: [String]) -> [String: [Certificate]] {
+        var out: [String: [Certificate]] = [:]
+        for ca in cas {
+            let ids = ((try? ca.extensions.subjectAlternativeNames) ?? nil)?.compactMap { name -> SpiffeID? in
+                if case .uniformResourceIdentifier(let u) = name { return try? SpiffeID(parsing: u) }
+                return nil
+            } ?? []
+            let domains = ids.isEmpty ? trustDomains : ids.map(\.trustDomain)
+            for d in Set(domains) { out[d, default: []].append(ca) }
+        }
+        return out
+    }
+}
+
+/// An SVID from three PEM files (`SPIKE_SVID_CERT_FILE`, `SPIKE_SVID_KEY_FILE`,
+/// `SPIKE_SVID_BUNDLE_FILE`), re-read when they change so rotation needs no
+/// restart. A half-written or mismatched pair keeps the previous SVID and
+/// reports why through `onReject`.
+public final class FileX509Source: X509Source, @unchecked Sendable {
+    public static let certVariable = "SPIKE_SVID_CERT_FILE"
+    public static let keyVariable = "SPIKE_SVID_KEY_FILE"
+    public static let bundleVariable = "SPIKE_SVID_BUNDLE_FILE"
+
+    public let certFile: String
+    public let keyFile: String
+    public let bundleFile: String
+    /// Trust domains a bundle CA without a SPIFFE URI SAN serves.
+    public let trustDomains: [String]
+    private let lock = NSLock()
+    private var snapshot: X509Snapshot
+    private var fingerprint: [FileStamp]
+    private var poller: Task<Void, Never>?
+    private let onReject: @Sendable (String) -> Void
+    private let onChange: @Sendable (X509Snapshot) -> Void
+
+    /// Loads the files now (an error names the file and the problem).
+    public init(certFile: String, keyFile: String, bundleFile: String, trustDomains: [String],
+                onReject: @escaping @Sendable (String) -> Void = { _ in },
+                onChange: @escaping @Sendable (X509Snapshot) -> Void = { _ in }) throws(X509SourceError) {
+        self.certFile = certFile
+        self.keyFile = keyFile
+        self.bundleFile = bundleFile
+        self.trustDomains = trustDomains
+        self.onReject = onReject
+        self.onChange = onChange
+        fingerprint = [FileStamp(certFile), FileStamp(keyFile), FileStamp(bundleFile)]
+        snapshot = try Self.load(certFile: certFile, keyFile: keyFile, bundleFile: bundleFile, trustDomains: trustDomains, generation: 1)
+    }
+
+    /// From the environment; nil when none of the three variables is set.
+    public static func fromEnvironment(_ env: [String: String], trustDomains: [String],
+                                       onReject: @escaping @Sendable (String) -> Void = { _ in }) throws(X509SourceError) -> FileX509Source? {
+        let values = [certVariable, keyVariable, bundleVariable].map { env[$0].flatMap { $0.isEmpty ? nil : $0 } }
+        if values.allSatisfy({ $0 == nil }) { return nil }
+        for (name, value) in zip([certVariable, keyVariable, bundleVariable], values) where value == nil {
+            throw .missingSetting(name)
+        }
+        return try FileX509Source(certFile: values[0]!, keyFile: values[1]!, bundleFile: values[2]!, trustDomains: trustDomains, onReject: onReject)
+    }
+
+    deinit { poller?.cancel() }
+
+    public var current: X509Snapshot {
+        lock.lock()
+        defer { lock.unlock() }
+        return snapshot
+    }
+
+    /// Polls the files every `interval` and reloads on change.
+    public func startWatching(every interval: Duration = .milliseconds(500)) {
+        poller?.cancel()
+        poller = Task { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: interval)
+                self?.reloadIfChanged()
+            }
+        }
+    }
+
+    /// Re-reads the files if any changed; returns true when a new SVID was installed.
+    @discardableResult
+    public func reloadIfChanged() -> Bool {
+        let stamps = [FileStamp(certFile), FileStamp(keyFile), FileStamp(bundleFile)]
+        lock.lock()
+        let unchanged = stamps == fingerprint
+        let generation = snapshot.generation
+        lock.unlock()
+        if unchanged { return false }
+        do {
+            let next = try Self.load(certFile: certFile, keyFile: keyFile, bundleFile: bundleFile, trustDomains: trustDomains,
+                                     generation: generation + 1)
+            lock.lock()
+            snapshot = next
+            fingerprint = stamps
+            lock.unlock()
+            onChange(next)
+            return true
+        } catch {
+            // Keep the previous SVID; retry when the files change again.
+            lock.lock()
+            fingerprint = stamps
+            lock.unlock()
+            onReject("SVID files changed but were not loaded, keeping the previous SVID: \(error)")
+            return false
+        }
+    }
+
+    static func load(certFile: String, keyFile: String, bundleFile: String, trustDomains: [String], generation: UInt64) throws(X509SourceError) -> X509Snapshot {
+        let chain = try PEMFiles.certificates(pem: PEMFiles.read(certFile), file: certFile)
+        let key = try PEMFiles.privateKey(pem: PEMFiles.read(keyFile), file: keyFile)
+        let cas = try PEMFiles.certificates(pem: PEMFiles.read(bundleFile), file: bundleFile)
+        do {
+            return try X509Snapshot(chain: chain, privateKey: key, bundles: PEMFiles.bundles(cas, trustDomains: trustDomains), generation: generation)
+        } catch .keyDoesNotMatchCertificate {
+            throw .invalid(file: keyFile, reason: "key does not match the certificate in \(certFile)")
+        } catch .invalid(_, let reason) {
+            throw .invalid(file: certFile, reason: reason)
+        } catch {
+            throw error
+        }
+    }
+}
+
+/// A file's identity and modification stamp, to notice replacement by rename too.
+struct FileStamp: Equatable {
+    let inode: UInt64
+    let size: Int64
+    let modified: Double
+
+    init(_ path: String) {
+        let attributes = try? FileManager.default.attributesOfItem(atPath: path)
+        inode = (attributes?[.systemFileNumber] as? NSNumber)?.uint64Value ?? 0
+        size = (attributes?[.size] as? NSNumber)?.int64Value ?? -1
+        modified = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+    }
+}
+
+/// A fixed snapshot (tests, the demo's in-process components).
+public final class StaticX509Source: X509Source, @unchecked Sendable {
+    private let lock = NSLock()
+    private var snapshot: X509Snapshot
+    public init(_ snapshot: X509Snapshot) { self.snapshot = snapshot }
+    public var current: X509Snapshot {
+        lock.lock()
+        defer { lock.unlock() }
+        return snapshot
+    }
+    public func replace(_ next: X509Snapshot) {
+        lock.lock()
+        snapshot = next
+        lock.unlock()
+    }
+}

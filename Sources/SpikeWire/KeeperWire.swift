@@ -1,0 +1,148 @@
+import SecureMemory
+
+/// The Keeper's routes and the exact bytes Go SPIKE puts on the wire
+/// (Spec/keeper-wire.md). Bodies have no trailing newline.
+public enum KeeperWire {
+    public static let contributePath = "/v1/store/contribute"
+    public static let shardPath = "/v1/store/shard"
+    /// A shard is exactly this many bytes; on the wire, that many integers.
+    public static let shardByteCount = 32
+    /// Request bodies over this size are refused (Go has no limit). A
+    /// contribute body is at most ~140 bytes; 4 KiB leaves room for unknown fields.
+    public static let maximumRequestBytes = 4096
+    /// What a Nexus accepts back from a keeper.
+    public static let maximumResponseBytes = 4096
+
+    public static let cacheControl = "no-store, no-cache, must-revalidate, private"
+
+    // Error codes (Go SPIKE's names).
+    public static let badRequest = "api_bad_request"
+    public static let unauthorized = "access_unauthorized"
+    public static let notFound = "api_not_found"
+
+    public static let contributeOK: [UInt8] = Array("{}".utf8)
+    public static func errorBody(_ code: String) -> [UInt8] { Array("{\"err\":\"\(code)\"}".utf8) }
+    public static func shardErrorBody(_ code: String) -> [UInt8] { Array("{\"shard\":null,\"Err\":\"\(code)\"}".utf8) }
+
+    /// `{"shard":[…32 ints…],"Err":""}`. The caller must wipe the result.
+    public static func shardBody(_ shard: SecretBytes) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(10 + shard.count * 4 + 10)
+        out += Array("{\"shard\":".utf8)
+        appendArray(shard, to: &out)
+        out += Array(",\"Err\":\"\"}".utf8)
+        return out
+    }
+
+    /// `{"shard":[…32 ints…]}`: the contribute request. The caller must wipe the result.
+    public static func contributeBody(_ shard: SecretBytes) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(10 + shard.count * 4 + 2)
+        out += Array("{\"shard\":".utf8)
+        appendArray(shard, to: &out)
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+
+    /// `[a,b,…]` in decimal, written digit by digit (no intermediate strings).
+    static func appendArray(_ bytes: SecretBytes, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "["))
+        bytes.withUnsafeBytes { raw in
+            for (i, b) in raw.enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                if b >= 100 { out.append(0x30 + b / 100) }
+                if b >= 10 { out.append(0x30 + (b / 10) % 10) }
+                out.append(0x30 + b % 10)
+            }
+        }
+        out.append(UInt8(ascii: "]"))
+    }
+
+    /// Why a shard field was refused (no value is ever echoed).
+    public enum ShardFieldProblem: Error, Equatable, Sendable, CustomStringConvertible {
+        case notJSON(String), notAnObject, duplicateKey(String), missing, null, notAnArray
+        case wrongLength(Int), notByteIntegers, allZero
+
+        public var description: String {
+            switch self {
+            case .notJSON(let why): "body is not JSON (\(why))"
+            case .notAnObject: "body is not a JSON object"
+            case .duplicateKey(let k): "key \"\(k)\" appears twice"
+            case .missing: "no \"shard\" field"
+            case .null: "\"shard\" is null"
+            case .notAnArray: "\"shard\" is not an array of integers (base64 or another type)"
+            case .wrongLength(let n): "\"shard\" has \(n) elements, expected \(KeeperWire.shardByteCount)"
+            case .notByteIntegers: "\"shard\" elements must be integers 0..255"
+            case .allZero: "\"shard\" is all zero"
+            }
+        }
+    }
+
+    /// Parses a body that must be a JSON object (any members; duplicate keys refused).
+    public static func object(_ body: SecretBytes) throws(ShardFieldProblem) -> [(key: String, value: JSONValue)] {
+        let value: JSONValue
+        do {
+            value = try JSONReader.parse(body)
+        } catch {
+            throw .notJSON(error.reason)
+        }
+        guard let members = value.members else { throw .notAnObject }
+        var seen = Set<String>()
+        for m in members where !seen.insert(m.key).inserted { throw .duplicateKey(m.key) }
+        return members
+    }
+
+    /// The 32-byte shard held in `key` of an object, strictly: an array of
+    /// exactly 32 integers 0…255, not all zero.
+    public static func shard(in members: [(key: String, value: JSONValue)], key: String = "shard") throws(ShardFieldProblem) -> SecretBytes {
+        guard let field = members.first(where: { $0.key == key })?.value else { throw .missing }
+        switch field {
+        case .null: throw .null
+        case .bytes(let b):
+            guard b.count == shardByteCount else { throw .wrongLength(b.count) }
+            guard !b.isAllZero else { throw .allZero }
+            return b
+        case .array(let items):
+            // Arrays that are not plain bytes: empty, or holding something else.
+            if items.isEmpty { throw .wrongLength(0) }
+            throw .notByteIntegers
+        default:
+            throw .notAnArray
+        }
+    }
+
+    /// What a keeper's answer to `POST /v1/store/shard` means to a Nexus.
+    public enum ShardAnswer: Sendable {
+        case shard(SecretBytes)
+        /// 404, or Go's 400 with a null shard, or a 200 whose shard is null/missing/all zero.
+        case noShard
+        case refused(status: Int, reason: String)
+    }
+
+    public static func interpretShardResponse(status: Int, body: SecretBytes) -> ShardAnswer {
+        let members = try? object(body)
+        switch status {
+        case 200:
+            guard let members else { return .refused(status: 200, reason: "body is not a JSON object") }
+            do {
+                return .shard(try shard(in: members))
+            } catch .missing {
+                return .noShard
+            } catch .null {
+                return .noShard
+            } catch .allZero {
+                return .noShard
+            } catch {
+                return .refused(status: 200, reason: "\(error)")
+            }
+        case 404:
+            return .noShard
+        case 400:
+            // Go keepers answer a missing shard with 400 {"shard":null,"Err":"api_bad_request"}.
+            if let members, let field = members.first(where: { $0.key == "shard" }), field.value == .null { return .noShard }
+            return .refused(status: 400, reason: "bad request")
+        default:
+            return .refused(status: status, reason: "HTTP \(status)")
+        }
+    }
+}

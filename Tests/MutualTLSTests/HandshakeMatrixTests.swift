@@ -1,0 +1,230 @@
+import Foundation
+import MutualTLS
+import NIOCore
+import NIOPosix
+import SecureMemory
+import Testing
+import X509
+@_spi(Testing) @testable import SpiffeIdentity
+
+/// Identities for the matrix: one development CA for spike.ist, plus strangers.
+struct Identities {
+    let pki: DevelopmentPKI
+    let stranger: DevelopmentPKI      // same trust domain name, unknown CA
+    let foreign: DevelopmentPKI       // another trust domain
+    let roots = TrustRoots()
+
+    init() throws {
+        pki = try DevelopmentPKI()
+        stranger = try DevelopmentPKI()
+        foreign = try DevelopmentPKI(trustDomain: "evil.example")
+    }
+
+    var bundles: [String: [Certificate]] { [pki.trustDomain: [pki.caCertificate], foreign.trustDomain: [foreign.caCertificate]] }
+
+    func source(_ path: String, from issuer: DevelopmentPKI? = nil, flaws: DevelopmentPKI.Flaws = .init()) throws -> StaticX509Source {
+        let (cert, key) = try (issuer ?? pki).issue(path: path, flaws: flaws)
+        return StaticX509Source(try X509Snapshot.presenting(chain: [cert], privateKey: .init(key), bundles: bundles))
+    }
+
+    /// The peers of the matrix: name, SVID source, whether a keeper server admits it.
+    func clientPeers() throws -> [(String, StaticX509Source, Bool)] {
+        var expired = DevelopmentPKI.Flaws()
+        expired.notValidBefore = Date().addingTimeInterval(-7200)
+        expired.notValidAfter = Date().addingTimeInterval(-60)
+        var ca = DevelopmentPKI.Flaws(); ca.markAsCA = true
+        var two = DevelopmentPKI.Flaws(); two.extraURI = "spiffe://spike.ist/spike/bootstrap"
+        return [
+            ("nexus", try source("/spike/nexus"), true),
+            ("bootstrap", try source("/spike/bootstrap"), true),
+            ("nexus-instance", try source("/spike/nexus/instance-1"), true),
+            ("keeper", try source("/spike/keeper/1"), false),
+            ("pilot", try source("/spike/pilot/role/superuser"), false),
+            ("other-trust-domain", try source("/spike/nexus", from: foreign), false),
+            ("expired", try source("/spike/nexus", flaws: expired), false),
+            ("ca-as-leaf", try source("/spike/nexus", flaws: ca), false),
+            ("two-uri-sans", try source("/spike/nexus", flaws: two), false),
+            ("unknown-ca", try source("/spike/nexus", from: stranger), false),
+        ]
+    }
+}
+
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var n = 0
+    func bump() { lock.lock(); n += 1; lock.unlock() }
+    var value: Int { lock.lock(); defer { lock.unlock() }; return n }
+}
+
+func startServer(_ ids: Identities, source: any X509Source, policy: PeerPolicy, counter: Counter) async throws -> MTLSHTTPServer {
+    let server = MTLSHTTPServer(group: MultiThreadedEventLoopGroup.singleton)
+    try await server.start(host: "127.0.0.1", port: 0, source: source, policy: policy,
+                           tooLargeResponse: HTTPResponseData(status: .payloadTooLarge, body: []), onRefused: { _ in }) { request in
+        counter.bump()
+        return HTTPResponseData(status: .ok, body: Array("{\"peer\":\"\(request.peer)\"}".utf8))
+    }
+    return server
+}
+
+@Suite(.serialized) struct HandshakeMatrixTests {
+    let ids: Identities
+    init() throws { ids = try Identities() }
+
+    @Test func keeperServerAdmitsNexusAndBootstrapOnly() async throws {
+        let counter = Counter()
+        let server = try await startServer(ids, source: try ids.source("/spike/keeper/1"),
+                                           policy: .roles([.nexus, .bootstrap], trustRoots: ids.roots), counter: counter)
+        defer { Task { await server.stop() } }
+        var admitted = 0
+        for (name, source, allowed) in try ids.clientPeers() {
+            let client = MTLSClient(group: MultiThreadedEventLoopGroup.singleton, source: source,
+                                    serverPolicy: .roles([.keeper], trustRoots: ids.roots))
+            do {
+                let response = try await client.post("https://127.0.0.1:\(server.port)/x", json: Array("{}".utf8), deadline: .seconds(5))
+                #expect(allowed, "\(name) should have been refused")
+                #expect(response.status == 200)
+                #expect(response.peer.description == "spiffe://spike.ist/spike/keeper/1")
+                admitted += 1
+            } catch {
+                #expect(!allowed, "\(name) should have been admitted: \(error)")
+            }
+        }
+        #expect(admitted == 3)
+        // A refused handshake never reaches the HTTP layer.
+        #expect(counter.value == 3)
+    }
+
+    @Test func nexusClientTalksOnlyToKeepers() async throws {
+        let counter = Counter()
+        let nexus = try ids.source("/spike/nexus")
+        let client = MTLSClient(group: MultiThreadedEventLoopGroup.singleton, source: nexus, serverPolicy: .roles([.keeper], trustRoots: ids.roots))
+        var expired = DevelopmentPKI.Flaws()
+        expired.notValidBefore = Date().addingTimeInterval(-7200)
+        expired.notValidAfter = Date().addingTimeInterval(-60)
+        var ca = DevelopmentPKI.Flaws(); ca.markAsCA = true
+        let servers: [(String, StaticX509Source, Bool)] = [
+            ("keeper", try ids.source("/spike/keeper"), true),
+            ("keeper-instance", try ids.source("/spike/keeper/instance-2"), true),
+            ("nexus", try ids.source("/spike/nexus"), false),
+            ("bootstrap", try ids.source("/spike/bootstrap"), false),
+            ("pilot", try ids.source("/spike/pilot/role/recover"), false),
+            ("foreign-keeper", try ids.source("/spike/keeper", from: ids.foreign), false),
+            ("expired-keeper", try ids.source("/spike/keeper", flaws: expired), false),
+            ("ca-keeper", try ids.source("/spike/keeper", flaws: ca), false),
+            ("unknown-ca-keeper", try ids.source("/spike/keeper", from: ids.stranger), false),
+        ]
+        for (name, source, allowed) in servers {
+            let server = try await startServer(ids, source: source, policy: .roles([.nexus], trustRoots: ids.roots), counter: counter)
+            do {
+                let response = try await client.post("https://127.0.0.1:\(server.port)/x", json: Array("{}".utf8), deadline: .seconds(5))
+                #expect(allowed, "\(name) should have been refused")
+                #expect(response.status == 200)
+            } catch let error as MTLSClientError {
+                #expect(!allowed, "\(name) should have been accepted: \(error)")
+                if case .handshakeRefused = error {} else { Issue.record("\(name): expected a handshake refusal, got \(error)") }
+            }
+            await server.stop()
+        }
+        #expect(counter.value == 2)
+    }
+
+    @Test func deadlinesAndLimits() async throws {
+        // A listener that accepts TCP and never speaks: the deadline fires.
+        let silent = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { $0.eventLoop.makeSucceededVoidFuture() }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let client = MTLSClient(group: MultiThreadedEventLoopGroup.singleton, source: try ids.source("/spike/nexus"),
+                                serverPolicy: .roles([.keeper], trustRoots: ids.roots))
+        let started = ContinuousClock.now
+        await #expect(throws: MTLSClientError.deadlineExceeded(300)) {
+            _ = try await client.post("https://127.0.0.1:\(silent.localAddress!.port!)/x", json: [], deadline: .milliseconds(300))
+        }
+        #expect(ContinuousClock.now - started < .seconds(2))
+        try await silent.close()
+        // Nothing listening.
+        await #expect(throws: MTLSClientError.self) {
+            _ = try await client.post("https://127.0.0.1:1/x", json: [], deadline: .seconds(2))
+        }
+        await #expect(throws: MTLSClientError.badURL("expected https://host[:port]/path")) {
+            _ = try await client.post("http://127.0.0.1:1/x", json: [], deadline: .seconds(2))
+        }
+        // A response over the client's limit.
+        let big = MTLSHTTPServer(group: MultiThreadedEventLoopGroup.singleton)
+        try await big.start(host: "127.0.0.1", port: 0, source: try ids.source("/spike/keeper"), policy: .roles([.nexus], trustRoots: ids.roots),
+                            tooLargeResponse: HTTPResponseData(status: .payloadTooLarge, body: []), onRefused: { _ in }) { _ in
+            HTTPResponseData(status: .ok, body: [UInt8](repeating: 0x20, count: 100_000))
+        }
+        await #expect(throws: MTLSClientError.responseTooLarge(4096)) {
+            _ = try await client.post("https://127.0.0.1:\(big.port)/x", json: [], deadline: .seconds(5))
+        }
+        await big.stop()
+    }
+}
+
+/// Real external TLS clients against the server, and SVID rotation under a running server.
+@Suite(.serialized) struct ExternalClientTests {
+    let ids: Identities
+    let dir: URL
+
+    init() throws {
+        ids = try Identities()
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("mtls-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try ids.pki.writeBundle(into: dir)
+        try ids.pki.write(path: "/spike/nexus", name: "nexus", into: dir)
+        try ids.pki.write(path: "/spike/pilot/role/superuser", name: "pilot", into: dir)
+        try ids.pki.write(path: "/spike/keeper/1", name: "keeper", into: dir)
+    }
+
+    func curl(_ args: [String]) throws -> (status: Int32, output: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        p.arguments = ["-s", "-S", "--max-time", "5"] + args
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    @Test func curlWithNexusSucceedsWithPilotFails() async throws {
+        let counter = Counter()
+        let server = try await startServer(ids, source: try ids.source("/spike/keeper/1"),
+                                           policy: .roles([.nexus, .bootstrap], trustRoots: ids.roots), counter: counter)
+        let url = "https://127.0.0.1:\(server.port)/x"
+        // -k: curl's own hostname check does not apply to SVIDs; the client certificate is what is under test.
+        let ok = try curl(["-k", "--cert", dir.appendingPathComponent("nexus.pem").path, "--key", dir.appendingPathComponent("nexus.key").path,
+                           "-X", "POST", "-d", "{}", url])
+        #expect(ok.status == 0)
+        #expect(ok.output == "{\"peer\":\"spiffe://spike.ist/spike/nexus\"}")
+        let pilot = try curl(["-k", "--cert", dir.appendingPathComponent("pilot.pem").path, "--key", dir.appendingPathComponent("pilot.key").path,
+                              "-X", "POST", "-d", "{}", url])
+        #expect(pilot.status != 0)
+        let anonymous = try curl(["-k", "-X", "POST", "-d", "{}", url])
+        #expect(anonymous.status != 0)
+        #expect(counter.value == 1)
+        await server.stop()
+    }
+
+    @Test func rotatedFilesReachNewConnections() async throws {
+        let source = try FileX509Source(certFile: dir.appendingPathComponent("keeper.pem").path, keyFile: dir.appendingPathComponent("keeper.key").path,
+                                        bundleFile: dir.appendingPathComponent("bundle.pem").path, trustDomains: ["spike.ist"])
+        source.startWatching(every: .milliseconds(50))
+        let counter = Counter()
+        let server = try await startServer(ids, source: source, policy: .roles([.nexus], trustRoots: ids.roots), counter: counter)
+        let client = MTLSClient(group: MultiThreadedEventLoopGroup.singleton, source: try ids.source("/spike/nexus"),
+                                serverPolicy: .roles([.keeper], trustRoots: ids.roots))
+        let before = try await client.post("https://127.0.0.1:\(server.port)/x", json: [], deadline: .seconds(5))
+        #expect(before.peer.description == "spiffe://spike.ist/spike/keeper/1")
+        try ids.pki.write(path: "/spike/keeper/rotated", name: "keeper", into: dir)
+        var seen = ""
+        for _ in 0..<60 where seen != "spiffe://spike.ist/spike/keeper/rotated" {
+            try await Task.sleep(for: .milliseconds(50))
+            seen = try await client.post("https://127.0.0.1:\(server.port)/x", json: [], deadline: .seconds(5)).peer.description
+        }
+        #expect(seen == "spiffe://spike.ist/spike/keeper/rotated")
+        await server.stop()
+    }
+}

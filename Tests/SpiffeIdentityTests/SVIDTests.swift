@@ -1,0 +1,145 @@
+import Foundation
+import Testing
+import X509
+@testable import SpiffeIdentity
+
+@Suite struct SVIDVerifierTests {
+    let pki: DevelopmentPKI
+    var bundles: [String: [Certificate]] { [pki.trustDomain: [pki.caCertificate]] }
+
+    init() throws { pki = try DevelopmentPKI() }
+
+    func verify(_ flaws: DevelopmentPKI.Flaws, path: String = "/spike/nexus", bundles: [String: [Certificate]]? = nil) async throws(SVIDError) -> VerifiedSVID {
+        let cert = try! pki.issue(path: path, flaws: flaws).certificate
+        return try await SVIDVerifier.verify(chain: [cert], bundles: bundles ?? self.bundles)
+    }
+
+    @Test func acceptsAValidSVID() async throws {
+        let verified = try await verify(.init())
+        #expect(verified.id.description == "spiffe://spike.ist/spike/nexus")
+        #expect(verified.chain.count == 2)
+    }
+
+    @Test func refusesEachBrokenRule() async {
+        var ca = DevelopmentPKI.Flaws(); ca.markAsCA = true
+        var sign = DevelopmentPKI.Flaws(); sign.keyCertSign = true
+        var two = DevelopmentPKI.Flaws(); two.extraURI = "spiffe://spike.ist/spike/keeper"
+        var none = DevelopmentPKI.Flaws(); none.noURI = true
+        var expired = DevelopmentPKI.Flaws(); expired.notValidBefore = Date().addingTimeInterval(-7200); expired.notValidAfter = Date().addingTimeInterval(-3600)
+        var future = DevelopmentPKI.Flaws(); future.notValidBefore = Date().addingTimeInterval(3600)
+        let cases: [(DevelopmentPKI.Flaws, SVIDError)] = [
+            (ca, .leafIsCA), (sign, .leafCanSignCertificates), (two, .multipleURISANs(2)), (none, .noURISAN),
+            (expired, .expired), (future, .notYetValid),
+        ]
+        for (flaws, expected) in cases {
+            await #expect(throws: expected) { try await verify(flaws) }
+        }
+    }
+
+    @Test func refusesUnknownCAsAndForeignTrustDomains() async throws {
+        let stranger = try DevelopmentPKI()
+        let cert = try stranger.issue(path: "/spike/nexus").certificate
+        await #expect(throws: SVIDError.chainDoesNotVerify) { try await SVIDVerifier.verify(chain: [cert], bundles: bundles) }
+        let foreign = try DevelopmentPKI(trustDomain: "evil.example")
+        let foreignCert = try foreign.issue(path: "/spike/nexus").certificate
+        await #expect(throws: SVIDError.noBundle(trustDomain: "evil.example")) {
+            try await SVIDVerifier.verify(chain: [foreignCert], bundles: bundles)
+        }
+        // A bundle for one domain does not vouch for another.
+        await #expect(throws: SVIDError.chainDoesNotVerify) {
+            try await SVIDVerifier.verify(chain: [foreignCert], bundles: ["evil.example": [pki.caCertificate]])
+        }
+    }
+
+    @Test func refusesGarbage() async {
+        await #expect(throws: SVIDError.emptyChain) { try await SVIDVerifier.verify(chain: [[UInt8]](), bundles: bundles) }
+        await #expect(throws: SVIDError.unparseable(position: 0)) { try await SVIDVerifier.verify(chain: [[1, 2, 3]], bundles: bundles) }
+    }
+}
+
+@Suite struct FileSourceTests {
+    let dir: URL
+    let pki: DevelopmentPKI
+
+    init() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("svid-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        pki = try DevelopmentPKI()
+        try pki.write(path: "/spike/keeper/1", name: "svid", into: dir)
+        try pki.writeBundle(into: dir)
+    }
+
+    func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
+
+    func source() throws -> FileX509Source {
+        try FileX509Source(certFile: path("svid.pem"), keyFile: path("svid.key"), bundleFile: path("bundle.pem"), trustDomains: ["spike.ist"])
+    }
+
+    @Test func loadsFromFiles() throws {
+        let s = try source()
+        #expect(s.current.id.description == "spiffe://spike.ist/spike/keeper/1")
+        #expect(s.current.bundles["spike.ist"]?.count == 1)
+        let attributes = try FileManager.default.attributesOfItem(atPath: path("svid.key"))
+        #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+    }
+
+    @Test func errorsNameTheFile() throws {
+        #expect(throws: X509SourceError.unreadable(file: path("nope.pem"), reason: "no such file")) {
+            try FileX509Source(certFile: path("nope.pem"), keyFile: path("svid.key"), bundleFile: path("bundle.pem"), trustDomains: [])
+        }
+        try "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n".write(toFile: path("bad.pem"), atomically: true, encoding: .utf8)
+        #expect(throws: X509SourceError.invalid(file: path("bad.pem"), reason: "malformed PEM")) {
+            try FileX509Source(certFile: path("bad.pem"), keyFile: path("svid.key"), bundleFile: path("bundle.pem"), trustDomains: [])
+        }
+        // A key PEM given as the certificate file.
+        #expect(throws: X509SourceError.invalid(file: path("svid.key"), reason: "PEM block 1 is PRIVATE KEY, expected CERTIFICATE")) {
+            try FileX509Source(certFile: path("svid.key"), keyFile: path("svid.key"), bundleFile: path("bundle.pem"), trustDomains: [])
+        }
+        try pki.write(path: "/spike/keeper/2", name: "other", into: dir)
+        #expect(throws: X509SourceError.invalid(file: path("other.key"), reason: "key does not match the certificate in \(path("svid.pem"))")) {
+            try FileX509Source(certFile: path("svid.pem"), keyFile: path("other.key"), bundleFile: path("bundle.pem"), trustDomains: [])
+        }
+        #expect(throws: X509SourceError.missingSetting("SPIKE_SVID_KEY_FILE")) {
+            try FileX509Source.fromEnvironment(["SPIKE_SVID_CERT_FILE": path("svid.pem"), "SPIKE_SVID_BUNDLE_FILE": path("bundle.pem")], trustDomains: [])
+        }
+        #expect(try FileX509Source.fromEnvironment([:], trustDomains: []) == nil)
+    }
+
+    @Test func unreadablePermissions() throws {
+        guard getuid() != 0 else { return }  // root reads everything; CI runs as root
+        chmod(path("svid.key"), 0o000)
+        #expect(throws: X509SourceError.unreadable(file: path("svid.key"), reason: "permission denied or not a regular file")) { try source() }
+    }
+
+    @Test func rotationAndHalfWrittenFiles() throws {
+        let rejected = Locked<[String]>([])
+        let watched = try FileX509Source(certFile: path("svid.pem"), keyFile: path("svid.key"), bundleFile: path("bundle.pem"),
+                                         trustDomains: ["spike.ist"], onReject: { rejected.append($0) })
+        // Rotate to a new SVID: the next check picks it up.
+        try pki.write(path: "/spike/keeper/rotated", name: "svid", into: dir)
+        #expect(watched.reloadIfChanged())
+        #expect(watched.current.id.description == "spiffe://spike.ist/spike/keeper/rotated")
+        #expect(watched.current.generation == 2)
+        // Half-written: a new certificate whose key has not arrived yet keeps the previous SVID.
+        try pki.write(path: "/spike/keeper/next", name: "next", into: dir)
+        try FileManager.default.removeItem(atPath: path("svid.pem"))
+        try FileManager.default.copyItem(atPath: path("next.pem"), toPath: path("svid.pem"))
+        #expect(!watched.reloadIfChanged())
+        #expect(watched.current.id.description == "spiffe://spike.ist/spike/keeper/rotated")
+        #expect(rejected.value.count == 1)
+        #expect(rejected.value.first?.contains("keeping the previous SVID") == true)
+        // The key arrives: now it loads.
+        try FileManager.default.removeItem(atPath: path("svid.key"))
+        try FileManager.default.copyItem(atPath: path("next.key"), toPath: path("svid.key"))
+        #expect(watched.reloadIfChanged())
+        #expect(watched.current.id.description == "spiffe://spike.ist/spike/keeper/next")
+    }
+}
+
+final class Locked<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var v: T
+    init(_ v: T) { self.v = v }
+    var value: T { lock.lock(); defer { lock.unlock() }; return v }
+    func append<E>(_ e: E) where T == [E] { lock.lock(); v.append(e); lock.unlock() }
+}
