@@ -74,9 +74,20 @@ let package = Package(
             name: "spike-recovery",
             dependencies: [
                 "Shamir", "ShamirReference", "ShamirVectors", "ShamirCore", "SecureMemory", "ScalarField",
+                "SpiffeIdentity", "MutualTLS", "KeeperService", "SpikeWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]),
 
+        // Load client for the Keeper benchmark (README); loopback only.
+        .executableTarget(
+            name: "keeper-load",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]),
         // Run under valgrind by tools/ct-check; optimized like the code it checks.
         .executableTarget(
             name: "ct-harness", dependencies: ["Shamir", "ScalarField", "SecureMemory", "ShamirCore"],
@@ -91,6 +102,13 @@ let package = Package(
                 "MutualTLS", "SpiffeIdentity", "SecureMemory",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]),
+        .testTarget(
+            name: "KeeperServiceTests",
+            dependencies: [
+                "KeeperService", "MutualTLS", "SpiffeIdentity", "SpikeWire", "SecureMemory",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]),
         .testTarget(name: "SecureMemoryTests", dependencies: ["SecureMemory"]),

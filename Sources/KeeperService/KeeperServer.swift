@@ -32,14 +32,16 @@ public final class KeeperServer: Sendable {
         try await server.start(
             host: host, port: port, source: source, policy: policy, limits: limits, tooLargeResponse: tooLarge,
             onRefused: { reason in logger.notice("TLS handshake refused: \(reason)") },
-            respond: { request in
+            responder: .immediate { request in
                 let clock = ContinuousClock()
                 let start = clock.now
                 let answer = routes.handle(method: request.method.rawValue, uri: request.uri, body: request.body, peer: request.peer)
-                var line = "\(request.peer) \(request.method.rawValue) \(request.uri) \(answer.status)"
-                if answer.status == 400, let why = routes.refusalReason(uri: request.uri, body: request.body) { line += " (\(why))" }
-                line += String(format: " %.3fms", (clock.now - start) / .milliseconds(1))
-                logger.info("\(line)")
+                if logger.logLevel <= .info {
+                    var line = "\(request.peer) \(request.method.rawValue) \(request.uri) \(answer.status)"
+                    if answer.status == 400, let why = routes.refusalReason(uri: request.uri, body: request.body) { line += " (\(why))" }
+                    line += String(format: " %.3fms", (clock.now - start) / .milliseconds(1))
+                    logger.info("\(line)")
+                }
                 return HTTPResponseData(status: HTTPResponseStatus(statusCode: answer.status), extraHeaders: KeeperServer.headers, body: answer.body)
             })
     }

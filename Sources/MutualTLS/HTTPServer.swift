@@ -43,7 +43,13 @@ public final class MTLSHTTPServer: @unchecked Sendable {
         public init() {}
     }
 
-    public typealias Responder = @Sendable (HTTPRequestData) async -> HTTPResponseData
+    /// How the application answers: `immediate` runs on the connection's
+    /// event loop (for fast, non-blocking handlers such as the Keeper's);
+    /// `async` runs as a task (for handlers that wait on I/O or heavy work).
+    public enum Responder: Sendable {
+        case immediate(@Sendable (HTTPRequestData) -> HTTPResponseData)
+        case async(@Sendable (HTTPRequestData) async -> HTTPResponseData)
+    }
 
     private let group: EventLoopGroup
     private let ownsGroup: Bool
@@ -63,7 +69,7 @@ public final class MTLSHTTPServer: @unchecked Sendable {
     /// Binds and starts serving. `host`/`port` as for a listen address (port 0 picks a free one).
     public func start(host: String, port: Int, source: any X509Source, policy: PeerPolicy, limits: Limits = Limits(),
                       tooLargeResponse: HTTPResponseData, onRefused: @escaping @Sendable (String) -> Void,
-                      respond: @escaping Responder) async throws {
+                      responder: Responder) async throws {
         let contexts = TLSContextCache(source: source, side: .server)
         _ = try contexts.context()  // fail now, not on the first connection, if the SVID is unusable
         let bootstrap = ServerBootstrap(group: group)
@@ -83,7 +89,7 @@ public final class MTLSHTTPServer: @unchecked Sendable {
                     try sync.addHandler(IdleStateHandler(readTimeout: limits.idleTimeout))
                     try sync.configureHTTPServerPipeline(withErrorHandling: true)
                     try sync.addHandler(RequestHandler(box: box, limit: limits.maximumBodyBytes,
-                                                       tooLarge: tooLargeResponse, respond: respond))
+                                                       tooLarge: tooLargeResponse, respond: responder))
                 }
             }
         let channel = try await bootstrap.bind(host: host, port: port).get()
@@ -147,7 +153,7 @@ final class RequestHandler: ChannelInboundHandler {
     var body: [UInt8] = []
     var overLimit = false
 
-    init(box: PeerIdentityBox, limit: Int, tooLarge: HTTPResponseData, respond: @escaping MTLSHTTPServer.Responder) {
+    init(box: PeerIdentityBox, limit: Int, tooLarge: HTTPResponseData, respond: MTLSHTTPServer.Responder) {
         self.box = box
         self.limit = limit
         self.tooLarge = tooLarge
@@ -184,14 +190,18 @@ final class RequestHandler: ChannelInboundHandler {
             }
             // Moves the bytes into a wiping buffer and zeroes this handler's copy.
             let request = HTTPRequestData(method: head.method, uri: head.uri, body: SecretBytes(consuming: &body), peer: peer)
-            let respond = self.respond
             let version = head.version
-            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            context.eventLoop.makeFutureWithTask { await respond(request) }.whenComplete { result in
-                let (handler, context) = loopBound.value
-                switch result {
-                case .success(let response): handler.write(context: context, response, version: version, keepAlive: keepAlive)
-                case .failure: context.close(promise: nil)
+            switch respond {
+            case .immediate(let answer):
+                write(context: context, answer(request), version: version, keepAlive: keepAlive)
+            case .async(let answer):
+                let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+                context.eventLoop.makeFutureWithTask { await answer(request) }.whenComplete { result in
+                    let (handler, context) = loopBound.value
+                    switch result {
+                    case .success(let response): handler.write(context: context, response, version: version, keepAlive: keepAlive)
+                    case .failure: context.close(promise: nil)
+                    }
                 }
             }
         }

@@ -140,7 +140,8 @@ public final class MTLSClient: Sendable {
             }
             self.host = host
             self.port = components.port ?? 443
-            self.path = components.percentEncodedPath.isEmpty ? "/" : components.percentEncodedPath
+            let path = components.percentEncodedPath.isEmpty ? "/" : components.percentEncodedPath
+            self.path = components.percentEncodedQuery.map { path + "?" + $0 } ?? path
         }
     }
 }

@@ -74,8 +74,8 @@ public struct DevelopmentPKI: Sendable {
     }
 
     /// Writes `<name>.pem` (leaf), `<name>.key` (PKCS#8, mode 0600) into `directory`.
-    public func write(path: String, name: String, into directory: URL, flaws: Flaws = Flaws()) throws {
-        let (cert, key) = try issue(path: path, flaws: flaws)
+    public func write(path: String, name: String, into directory: URL, validFor: TimeInterval = 86_400, flaws: Flaws = Flaws()) throws {
+        let (cert, key) = try issue(path: path, validFor: validFor, flaws: flaws)
         try Self.pem(cert).write(to: directory.appendingPathComponent("\(name).pem"), atomically: true, encoding: .utf8)
         let keyURL = directory.appendingPathComponent("\(name).key")
         try Self.writePrivate(key.pemRepresentation, to: keyURL)

@@ -19,7 +19,7 @@
  *
  * Every recovery transition is written TR(from, E_event, to) with the
  * state and event names of Spec/recovery-machine.json;
- * tools/check-spec-table --model compares the two.
+ * tools/check-spec-table compares the two.
  *
  * Switches (cpp -D):
  *   CONF_4_2             4 keepers, threshold 2 (default: 3 keepers, threshold 2)
@@ -34,6 +34,7 @@
  *   BUG_DISTRIBUTE_BEFORE_WIPE  start distribution, then wipe the shards
  *   BUG_COUNT_DUPLICATES ask every keeper every round and count every 200
  *                        toward the threshold, duplicates included
+ *   BUG_NO_RETRY         only the first round sends requests (a liveness bug)
  *   LIMIT_EMPTY_STORE    the backing store is empty: 7.2 has nothing to check
  */
 
@@ -255,11 +256,20 @@ inline wipe_all() {
 proctype nexus() {
   byte i, j, j2, m, c, h, n, p, a, best;
   bit ok;
+#ifdef BUG_NO_RETRY
+  bit asked;
+#endif
 
 incarnation:
   skip;
   /* step 1: a fresh process, no root key */
-  d_step { rstate = start; lastev = E_none; RT_ASSERT(holder == NONE && WIPED) }
+  d_step {
+    rstate = start; lastev = E_none;
+#ifdef BUG_NO_RETRY
+    asked = 0;
+#endif
+    RT_ASSERT(holder == NONE && WIPED)
+  }
   /* step 2 */
   atomic { TR(start, E_recovery_begun, recovering) }
   /* step 3 */
@@ -282,8 +292,10 @@ round_top:
   /* step 4.1-4.3: ask every keeper whose shard is not held, all at once */
   d_step {
     held_mask(h);
-#ifdef BUG_COUNT_DUPLICATES
+#if defined(BUG_COUNT_DUPLICATES)
     pending = ALL;
+#elif defined(BUG_NO_RETRY)
+    pending = (asked -> 0 : ALL & ~h); asked = 1;
 #else
     pending = ALL & ~h;
 #endif

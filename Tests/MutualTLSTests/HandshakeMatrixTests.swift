@@ -59,10 +59,11 @@ final class Counter: @unchecked Sendable {
 func startServer(_ ids: Identities, source: any X509Source, policy: PeerPolicy, counter: Counter) async throws -> MTLSHTTPServer {
     let server = MTLSHTTPServer(group: MultiThreadedEventLoopGroup.singleton)
     try await server.start(host: "127.0.0.1", port: 0, source: source, policy: policy,
-                           tooLargeResponse: HTTPResponseData(status: .payloadTooLarge, body: []), onRefused: { _ in }) { request in
+                           tooLargeResponse: HTTPResponseData(status: .payloadTooLarge, body: []), onRefused: { _ in },
+                           responder: .async { request in
         counter.bump()
         return HTTPResponseData(status: .ok, body: Array("{\"peer\":\"\(request.peer)\"}".utf8))
-    }
+    })
     return server
 }
 
@@ -151,9 +152,8 @@ func startServer(_ ids: Identities, source: any X509Source, policy: PeerPolicy, 
         // A response over the client's limit.
         let big = MTLSHTTPServer(group: MultiThreadedEventLoopGroup.singleton)
         try await big.start(host: "127.0.0.1", port: 0, source: try ids.source("/spike/keeper"), policy: .roles([.nexus], trustRoots: ids.roots),
-                            tooLargeResponse: HTTPResponseData(status: .payloadTooLarge, body: []), onRefused: { _ in }) { _ in
-            HTTPResponseData(status: .ok, body: [UInt8](repeating: 0x20, count: 100_000))
-        }
+                            tooLargeResponse: HTTPResponseData(status: .payloadTooLarge, body: []), onRefused: { _ in },
+                            responder: .immediate { _ in HTTPResponseData(status: .ok, body: [UInt8](repeating: 0x20, count: 100_000)) })
         await #expect(throws: MTLSClientError.responseTooLarge(4096)) {
             _ = try await client.post("https://127.0.0.1:\(big.port)/x", json: [], deadline: .seconds(5))
         }

@@ -14,3 +14,12 @@ void csm_classify(const void *p, size_t count);
 /// 1 when running under valgrind.
 int csm_running_on_valgrind(void);
 #endif
+
+#ifndef CSECUREMEMORY_HARDEN_H
+#define CSECUREMEMORY_HARDEN_H
+/// No core dumps: RLIMIT_CORE 0 and PR_SET_DUMPABLE 0. Returns 0 on success,
+/// else a bit mask: 1 = rlimit failed, 2 = prctl failed.
+int csm_disable_core_dumps(void);
+/// mlockall(MCL_CURRENT | MCL_FUTURE); returns 0 or errno.
+int csm_lock_all_memory(void);
+#endif

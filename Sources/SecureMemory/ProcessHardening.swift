@@ -1,0 +1,20 @@
+import CSecureMemory
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Keeps secrets out of core dumps and swap for processes that hold them:
+/// no dumps (RLIMIT_CORE 0, PR_SET_DUMPABLE 0) and all memory locked where
+/// permitted.
+public enum ProcessHardening {
+    /// Applies both; returns a sentence naming what could not be done, or nil.
+    public static func apply() -> String? {
+        var missing: [String] = []
+        let dumps = csm_disable_core_dumps()
+        if dumps & 1 != 0 { missing.append("core-dump limit") }
+        if dumps & 2 != 0 { missing.append("PR_SET_DUMPABLE") }
+        let lockError = csm_lock_all_memory()
+        if lockError != 0 { missing.append("mlockall (\(String(cString: strerror(lockError))); secrets may reach swap)") }
+        return missing.isEmpty ? nil : "memory hardening incomplete: " + missing.joined(separator: ", ")
+    }
+}

@@ -1,0 +1,9 @@
+import Logging
+import SecureMemory
+
+extension ProcessHardening {
+    /// Applies the hardening and says once, as a notice, what it could not do.
+    static func apply(logger: Logger) {
+        if let problem = apply() { logger.notice("\(problem)") }
+    }
+}

@@ -1,0 +1,130 @@
+import Foundation
+import Logging
+import SpiffeIdentity
+
+/// Reading the SPIKE environment: every bad value is one line naming the
+/// variable and what is expected (exit code 64).
+enum Settings {
+    static var environment: [String: String] { ProcessInfo.processInfo.environment }
+
+    static func bad(_ variable: String, _ expected: String) -> OperatorError {
+        OperatorError("\(variable): \(expected)", exitCode: 64)
+    }
+
+    /// `:8443`, `host:8443`, `[::1]:8443` → (host, port); an empty host listens on every IPv4 interface.
+    static func listenAddress(_ variable: String, default fallback: String) throws -> (host: String, port: Int) {
+        let raw = (environment[variable].flatMap { $0.isEmpty ? nil : $0 }) ?? fallback
+        guard let colon = raw.lastIndex(of: ":") else { throw bad(variable, "expected [host]:port (got \"\(raw)\")") }
+        var host = String(raw[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard let port = Int(raw[raw.index(after: colon)...]), (0...65535).contains(port) else {
+            throw bad(variable, "port must be 0...65535 (got \"\(raw)\")")
+        }
+        return (host.isEmpty ? "0.0.0.0" : host, port)
+    }
+
+    static func integer(_ variable: String, default fallback: Int, range: ClosedRange<Int>) throws -> Int {
+        guard let raw = environment[variable], !raw.isEmpty else { return fallback }
+        guard let value = Int(raw.trimmingCharacters(in: .whitespaces)), range.contains(value) else {
+            throw bad(variable, "expected a whole number in \(range.lowerBound)...\(range.upperBound) (got \"\(raw)\")")
+        }
+        return value
+    }
+
+    /// Go-style durations: `500ms`, `5s`, `2m`, `1h`, `1m30s`.
+    static func duration(_ variable: String, default fallback: Duration) throws -> Duration {
+        guard let raw = environment[variable], !raw.isEmpty else { return fallback }
+        guard let value = parseDuration(raw), value > .zero else {
+            throw bad(variable, "expected a positive duration such as 500ms, 5s, 5m or 1h (got \"\(raw)\")")
+        }
+        return value
+    }
+
+    static func parseDuration(_ text: String) -> Duration? {
+        let units: [(String, Double)] = [("ms", 1e-3), ("us", 1e-6), ("µs", 1e-6), ("ns", 1e-9), ("s", 1), ("m", 60), ("h", 3600)]
+        var rest = Substring(text.trimmingCharacters(in: .whitespaces))
+        var seconds = 0.0
+        guard !rest.isEmpty else { return nil }
+        while !rest.isEmpty {
+            let number = rest.prefix { $0.isNumber || $0 == "." }
+            guard !number.isEmpty, let value = Double(number) else { return nil }
+            rest = rest.dropFirst(number.count)
+            guard let unit = units.first(where: { rest.hasPrefix($0.0) }) else { return nil }
+            rest = rest.dropFirst(unit.0.count)
+            seconds += value * unit.1
+        }
+        return .nanoseconds(Int64(seconds * 1e9))
+    }
+
+    static func trustRoots() throws -> TrustRoots {
+        do {
+            return try TrustRoots.fromEnvironment(environment)
+        } catch {
+            throw OperatorError(error.description, exitCode: 64)
+        }
+    }
+
+    /// The SVID source: files when SPIKE_SVID_*_FILE are set (watched for rotation).
+    static func x509Source(trustRoots: TrustRoots, logger: Logger) throws -> any X509Source {
+        let domains = Array(Set(SpikeRole.allCases.flatMap { trustRoots.roots(for: $0) })).sorted()
+        do {
+            if let files = try FileX509Source.fromEnvironment(environment, trustDomains: domains,
+                                                              onReject: { logger.warning("\($0)") }) {
+                files.startWatching()
+                return files
+            }
+        } catch {
+            throw OperatorError("\(error)", exitCode: 64)
+        }
+        let socket = environment["SPIFFE_ENDPOINT_SOCKET"] ?? "unix:///tmp/spire-agent/public/api.sock"
+        throw OperatorError(
+            "no SVID: set \(FileX509Source.certVariable), \(FileX509Source.keyVariable) and \(FileX509Source.bundleVariable) "
+                + "(the Workload API at \(socket) is not supported by this build yet)", exitCode: 64)
+    }
+
+    static func bootstrapLogging() {
+        let level: Logger.Level
+        switch (environment["SPIKE_SYSTEM_LOG_LEVEL"] ?? "info").lowercased() {
+        case "trace": level = .trace
+        case "debug": level = .debug
+        case "warn", "warning": level = .warning
+        case "error": level = .error
+        default: level = .info
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    }
+}
+
+/// Waits for SIGTERM or SIGINT.
+enum Signals {
+    static func waitForTermination() async -> Int32 {
+        await withCheckedContinuation { continuation in
+            let once = OnceBox(continuation)
+            for sig in [SIGTERM, SIGINT] {
+                signal(sig, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+                source.setEventHandler { once.resume(sig) }
+                source.resume()
+                OnceBox.keep.append(source)
+            }
+        }
+    }
+
+    final class OnceBox: @unchecked Sendable {
+        nonisolated(unsafe) static var keep: [DispatchSourceSignal] = []
+        let lock = NSLock()
+        var continuation: CheckedContinuation<Int32, Never>?
+        init(_ c: CheckedContinuation<Int32, Never>) { continuation = c }
+        func resume(_ sig: Int32) {
+            lock.lock()
+            let c = continuation
+            continuation = nil
+            lock.unlock()
+            c?.resume(returning: sig)
+        }
+    }
+}
