@@ -196,7 +196,10 @@ final class RequestHandler: ChannelInboundHandler {
                 write(context: context, answer(request), version: version, keepAlive: keepAlive)
             case .async(let answer):
                 let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-                context.eventLoop.makeFutureWithTask { await answer(request) }.whenComplete { result in
+                let promise = context.eventLoop.makePromise(of: HTTPResponseData.self)
+                // Not on the cooperative pool: CPU-bound work elsewhere must not stall request handling.
+                Task(executorPreference: ResponderExecutor.shared) { promise.succeed(await answer(request)) }
+                promise.futureResult.whenComplete { result in
                     let (handler, context) = loopBound.value
                     switch result {
                     case .success(let response): handler.write(context: context, response, version: version, keepAlive: keepAlive)
@@ -232,5 +235,17 @@ final class RequestHandler: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         context.close(promise: nil)
+    }
+}
+
+/// Runs `.async` responders on their own concurrent queue, independent of the
+/// cooperative thread pool.
+final class ResponderExecutor: TaskExecutor, @unchecked Sendable {
+    static let shared = ResponderExecutor()
+    private let queue = DispatchQueue(label: "spike.mtls.responders", attributes: .concurrent)
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        queue.async { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
     }
 }

@@ -52,7 +52,8 @@ enum PeerVerification {
                 return
             }
             let bundles = source.current.bundles
-            Task {
+            // On its own executor: a busy cooperative pool must not stall handshakes.
+            Task(executorPreference: VerificationExecutor.shared) {
                 do {
                     let verified = try await SVIDVerifier.verify(chain: der, bundles: bundles)
                     guard policy.allows(verified.id) else {
@@ -108,5 +109,18 @@ final class TLSContextCache: @unchecked Sendable {
         let context = try NIOSSLContext(configuration: configuration)
         cached = (snapshot.generation, context)
         return context
+    }
+}
+
+/// A task executor on a dedicated serial queue for handshake verification
+/// (swift-certificates' verifier is async). Keeps TLS handshakes independent
+/// of whatever CPU-bound work occupies Swift's cooperative thread pool.
+final class VerificationExecutor: TaskExecutor, @unchecked Sendable {
+    static let shared = VerificationExecutor()
+    private let queue = DispatchQueue(label: "spike.mtls.peer-verification")
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        queue.async { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
     }
 }

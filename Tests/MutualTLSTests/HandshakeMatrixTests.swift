@@ -60,7 +60,7 @@ func startServer(_ ids: Identities, source: any X509Source, policy: PeerPolicy, 
     let server = MTLSHTTPServer(group: MultiThreadedEventLoopGroup.singleton)
     try await server.start(host: "127.0.0.1", port: 0, source: source, policy: policy,
                            tooLargeResponse: HTTPResponseData(status: .payloadTooLarge, body: []), onRefused: { _ in },
-                           responder: .async { request in
+                           responder: .immediate { request in
         counter.bump()
         return HTTPResponseData(status: .ok, body: Array("{\"peer\":\"\(request.peer)\"}".utf8))
     })
