@@ -51,6 +51,14 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
         .target(name: "SpikeWire", dependencies: ["SecureMemory"]),
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
+        .target(
+            name: "BackingStore",
+            dependencies: ["CSQLite", "SecureMemory", "SpikeWire", .product(name: "Crypto", package: "swift-crypto")]),
+        // Writes SPIKE-format databases (tests and the demo only; recovery never writes).
+        .target(
+            name: "BackingStoreWriter",
+            dependencies: ["BackingStore", "SecureMemory", .product(name: "Crypto", package: "swift-crypto")]),
         .target(
             name: "MutualTLS",
             dependencies: [
@@ -111,6 +119,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]),
+        .testTarget(
+            name: "BackingStoreTests",
+            dependencies: ["BackingStore", "BackingStoreWriter", "SecureMemory", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "SecureMemoryTests", dependencies: ["SecureMemory"]),
         .testTarget(name: "ShamirReferenceTests", dependencies: ["ShamirReference", "ShamirCore", "SecureMemory"]),
         .testTarget(name: "ScalarFieldTests", dependencies: ["ScalarField", "ShamirReference", "ShamirCore"]),

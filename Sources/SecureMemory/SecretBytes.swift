@@ -131,3 +131,8 @@ public func wipe(_ bytes: inout [UInt8]) {
         if raw.count > 0 { csm_wipe(raw.baseAddress, raw.count) }
     }
 }
+
+/// Zeroes memory the caller owns (e.g. a plaintext buffer a library returned).
+public func wipe(_ raw: UnsafeMutableRawBufferPointer) {
+    if raw.count > 0 { csm_wipe(raw.baseAddress, raw.count) }
+}

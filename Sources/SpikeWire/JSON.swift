@@ -203,16 +203,65 @@ public struct JSONReader {
         return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
     }
 
+    /// Parses a JSON object whose values are all strings (a SPIKE secret's
+    /// key/value data). Values are decoded straight into wiping buffers;
+    /// keys become Strings. Anything else is an error.
+    public static func stringObject(_ secret: SecretBytes) throws(JSONError) -> [(key: String, value: SecretBytes)] {
+        try secret.withUnsafeBytes { raw in
+            Result { () throws(JSONError) -> [(key: String, value: SecretBytes)] in
+                var reader = JSONReader(bytes: raw)
+                reader.skipSpace()
+                guard reader.peek == UInt8(ascii: "{") else { throw reader.error("expected an object") }
+                reader.index += 1
+                var members: [(key: String, value: SecretBytes)] = []
+                reader.skipSpace()
+                if reader.peek == UInt8(ascii: "}") {
+                    reader.index += 1
+                } else {
+                    while true {
+                        reader.skipSpace()
+                        guard reader.peek == UInt8(ascii: "\"") else { throw reader.error("expected a key") }
+                        let key = try reader.string()
+                        reader.skipSpace()
+                        guard reader.peek == UInt8(ascii: ":") else { throw reader.error("expected ':'") }
+                        reader.index += 1
+                        reader.skipSpace()
+                        guard reader.peek == UInt8(ascii: "\"") else { throw reader.error("value of a key is not a string") }
+                        var value = try reader.rawString()
+                        members.append((key, SecretBytes(consuming: &value)))
+                        reader.skipSpace()
+                        if reader.peek == UInt8(ascii: ",") { reader.index += 1; continue }
+                        if reader.peek == UInt8(ascii: "}") { reader.index += 1; break }
+                        throw reader.error("expected ',' or '}'")
+                    }
+                }
+                reader.skipSpace()
+                guard reader.index == raw.count else { throw reader.error("unexpected data after the value") }
+                return members
+            }
+        }.get()
+    }
+
     mutating func string() throws(JSONError) -> String {
+        var out = try rawString()
+        defer { wipe(&out) }
+        guard let s = String(validating: out, as: UTF8.self) else { throw error("string is not UTF-8") }
+        return s
+    }
+
+    /// A string's decoded UTF-8 bytes, in one buffer sized up front (no
+    /// reallocation leaves copies behind).
+    mutating func rawString() throws(JSONError) -> [UInt8] {
         index += 1
         var out: [UInt8] = []
+        out.reserveCapacity(bytes.count - index)
         while true {
             guard let c = peek else { throw error("unterminated string") }
             index += 1
             switch c {
             case UInt8(ascii: "\""):
-                guard let s = String(validating: out, as: UTF8.self) else { throw error("string is not UTF-8") }
-                return s
+                guard Self.isValidUTF8(out) else { wipe(&out); throw error("string is not UTF-8") }
+                return out
             case UInt8(ascii: "\\"):
                 guard let e = peek else { throw error("unterminated escape") }
                 index += 1
@@ -243,6 +292,19 @@ public struct JSONReader {
             default:
                 guard c >= 0x20 else { throw error("control character in string") }
                 out.append(c)
+            }
+        }
+    }
+
+    /// UTF-8 validation without building a String (which would copy the bytes).
+    static func isValidUTF8(_ bytes: [UInt8]) -> Bool {
+        var iterator = bytes.makeIterator()
+        var decoder = Unicode.UTF8()
+        while true {
+            switch decoder.decode(&iterator) {
+            case .scalarValue: continue
+            case .emptyInput: return true
+            case .error: return false
             }
         }
     }

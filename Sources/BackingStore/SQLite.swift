@@ -1,0 +1,122 @@
+import CSQLite
+import Foundation
+
+/// A thin wrapper over the system SQLite C API: just what reading (and, for
+/// fixtures, writing) SPIKE's database needs.
+///
+/// Invariant: `handle` is an open connection until `close()`; read-only
+/// connections are opened with SQLITE_OPEN_READONLY and can never write.
+public final class SQLiteConnection {
+    let handle: OpaquePointer
+    public let path: String
+
+    public enum Mode { case readOnly, readWriteCreate }
+
+    public init(path: String, mode: Mode) throws(SQLiteError) {
+        var db: OpaquePointer?
+        let flags = mode == .readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
+        let rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, nil)
+        guard rc == SQLITE_OK, let db else {
+            if let db { sqlite3_close_v2(db) }
+            throw SQLiteError(code: rc, message: String(cString: sqlite3_errstr(rc)))
+        }
+        handle = db
+        self.path = path
+        sqlite3_busy_timeout(db, 5000)  // as Go SPIKE
+        sqlite3_extended_result_codes(db, 1)
+    }
+
+    deinit { sqlite3_close_v2(handle) }
+
+    public func execute(_ sql: String) throws(SQLiteError) {
+        var error: UnsafeMutablePointer<CChar>?
+        let rc = sqlite3_exec(handle, sql, nil, nil, &error)
+        if rc != SQLITE_OK {
+            let message = error.map { String(cString: $0) } ?? String(cString: sqlite3_errstr(rc))
+            sqlite3_free(error)
+            throw SQLiteError(code: rc, message: message)
+        }
+    }
+
+    public func prepare(_ sql: String) throws(SQLiteError) -> SQLiteStatement {
+        var statement: OpaquePointer?
+        let rc = sqlite3_prepare_v2(handle, sql, -1, &statement, nil)
+        guard rc == SQLITE_OK, let statement else { throw SQLiteError(code: rc, message: String(cString: sqlite3_errmsg(handle))) }
+        return SQLiteStatement(statement, connection: self)
+    }
+}
+
+public struct SQLiteError: Error, Equatable, Sendable, CustomStringConvertible {
+    public let code: Int32
+    public let message: String
+    public var primaryCode: Int32 { code & 0xff }
+    public var description: String { "\(message) (SQLite code \(code))" }
+}
+
+/// A prepared statement; `step` returns false when done.
+public final class SQLiteStatement {
+    let statement: OpaquePointer
+    let connection: SQLiteConnection
+
+    init(_ statement: OpaquePointer, connection: SQLiteConnection) {
+        self.statement = statement
+        self.connection = connection
+    }
+
+    deinit { sqlite3_finalize(statement) }
+
+    public func step() throws(SQLiteError) -> Bool {
+        let rc = sqlite3_step(statement)
+        switch rc {
+        case SQLITE_ROW: return true
+        case SQLITE_DONE: return false
+        default: throw SQLiteError(code: rc, message: String(cString: sqlite3_errmsg(connection.handle)))
+        }
+    }
+
+    public func reset() {
+        sqlite3_reset(statement)
+        sqlite3_clear_bindings(statement)
+    }
+
+    public func bind(_ index: Int32, _ text: String) throws(SQLiteError) {
+        let bytes = Array(text.utf8)
+        let rc = bytes.withUnsafeBufferPointer { buffer in
+            buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: max(buffer.count, 1)) {
+                csqlite_bind_text(statement, index, $0, Int32(buffer.count))
+            }
+        }
+        guard rc == SQLITE_OK else { throw SQLiteError(code: rc, message: "bind failed") }
+    }
+
+    public func bind(_ index: Int32, _ blob: [UInt8]) throws(SQLiteError) {
+        let rc = blob.withUnsafeBytes { csqlite_bind_blob(statement, index, $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, Int32($0.count)) }
+        guard rc == SQLITE_OK else { throw SQLiteError(code: rc, message: "bind failed") }
+    }
+
+    public func bind(_ index: Int32, _ value: Int64) throws(SQLiteError) {
+        let rc = sqlite3_bind_int64(statement, index, value)
+        guard rc == SQLITE_OK else { throw SQLiteError(code: rc, message: "bind failed") }
+    }
+
+    public func bindNull(_ index: Int32) throws(SQLiteError) {
+        let rc = sqlite3_bind_null(statement, index)
+        guard rc == SQLITE_OK else { throw SQLiteError(code: rc, message: "bind failed") }
+    }
+
+    public func isNull(_ column: Int32) -> Bool { sqlite3_column_type(statement, column) == SQLITE_NULL }
+
+    public func text(_ column: Int32) -> String? {
+        guard let p = sqlite3_column_text(statement, column) else { return nil }
+        return String(cString: p)
+    }
+
+    public func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(statement, column) }
+
+    /// Calls `body` with the column's bytes, valid only during the call (no copy is made).
+    public func withBlob<R>(_ column: Int32, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        let count = Int(sqlite3_column_bytes(statement, column))
+        let pointer = sqlite3_column_blob(statement, column)
+        return try body(UnsafeRawBufferPointer(start: count > 0 ? pointer : nil, count: count))
+    }
+}

@@ -1,0 +1,175 @@
+import Crypto
+import Foundation
+import SecureMemory
+import Testing
+@testable import BackingStore
+@testable import BackingStoreWriter
+
+func randomKey() -> SecretBytes {
+    let k = SecretBytes(zeroedCount: 32)
+    k.withUnsafeMutableBytes { raw in for i in 0..<32 { raw[i] = UInt8.random(in: 0...255) } }
+    return k
+}
+
+func string(_ s: SecretBytes) -> String { s.withUnsafeBytes { String(decoding: $0, as: UTF8.self) } }
+
+func checksum(_ path: String) throws -> String {
+    let data = try Data(contentsOf: URL(fileURLWithPath: path))
+    return SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+}
+
+struct Fixture {
+    let dir: URL
+    var path: String { dir.appendingPathComponent("data/spike.db").path }
+    init() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("data"), withIntermediateDirectories: true)
+    }
+}
+
+let allPermissions = ["read", "write", "list", "execute", "super"]
+let t0 = Date(timeIntervalSince1970: 1_764_000_000.123456789)
+
+@Suite struct BackingStoreRoundTripTests {
+    @Test func manySecretsVersionsDeletionsUnicodeAndPolicies() throws {
+        let f = try Fixture()
+        let key = randomKey()
+        do {
+            let w = try SpikeDatabaseWriter(path: f.path, rootKey: key)
+            for i in 0..<1000 {
+                let versions = (1...3).map { v in
+                    SpikeDatabaseWriter.Version(version: v, data: ["user": "u\(i)", "pass": "p\(i)-v\(v)"], created: t0.addingTimeInterval(Double(v)),
+                                                deleted: v == 1 ? t0.addingTimeInterval(10) : nil)
+                }
+                try w.putSecret(path: "apps/app-\(i)/db", versions: versions, created: t0, updated: t0.addingTimeInterval(3))
+            }
+            try w.putSecret(path: "tricky", versions: [.init(version: 1, data: ["html": "<b>&amp;</b>", "ünï": "日本語 🔑", "q": "\"\\\n\t\u{2028}"], created: t0)],
+                            created: t0, updated: t0)
+            for (i, p) in allPermissions.enumerated() {
+                try w.putPolicy(name: "policy-\(p)", spiffeIDPattern: "^spiffe://spike\\.ist/app/\(i)$", pathPattern: "^apps/.*$",
+                                permissions: Array(allPermissions.prefix(i + 1)), created: 1_764_000_000, updated: 1_764_000_100)
+            }
+        }
+        let before = try checksum(f.path)
+        let state = try SpikeDatabase.load(path: f.path, rootKey: key)
+        #expect(try checksum(f.path) == before)
+        #expect(state.secretCount == 1001)
+        #expect(state.versionCount == 3001)
+        #expect(state.policyCount == 5)
+        let app = try #require(state.secrets["apps/app-7/db"])
+        #expect(app.versions.count == 3)
+        #expect(app.versions[1]!.isDeleted && !app.versions[2]!.isDeleted)
+        #expect(app.versions[3]!.data.map { "\($0.key)=\(string($0.value))" }.sorted() == ["pass=p7-v3", "user=u7"])
+        #expect(app.versions[2]!.createdTime == "2025-11-24 16:00:02.123456716+00:00" || app.versions[2]!.createdTime.hasPrefix("2025-11-24 16:00:02.12345"))
+        #expect(app.metadata == SecretMetadata(currentVersion: 3, oldestVersion: 1, createdTime: 1_764_000_000, updatedTime: 1_764_000_003, maxVersions: 10))
+        let tricky = try #require(state.secrets["tricky"]?.versions[1])
+        let values = Dictionary(uniqueKeysWithValues: tricky.data.map { ($0.key, string($0.value)) })
+        #expect(values == ["html": "<b>&amp;</b>", "ünï": "日本語 🔑", "q": "\"\\\n\t\u{2028}"])
+        let policy = try #require(state.policies["policy-super"])
+        #expect(policy.permissions == allPermissions)
+        #expect(policy.spiffeIDPattern == "^spiffe://spike\\.ist/app/4$")
+        #expect(policy.createdTime == 1_764_000_000)
+    }
+
+    @Test func goEncodings() {
+        #expect(SpikeDatabaseWriter.goJSON(["b": "<>&", "a": "x"]) == #"{"a":"x","b":"\u003c\u003e\u0026"}"#)
+        #expect(SpikeDatabaseWriter.goTime(Date(timeIntervalSince1970: 0)) == "1970-01-01 00:00:00+00:00")
+        #expect(SpikeDatabaseWriter.goTime(Date(timeIntervalSince1970: 1.5)) == "1970-01-01 00:00:01.5+00:00")
+    }
+
+    @Test func emptyAndMissingDatabases() throws {
+        let f = try Fixture()
+        let key = randomKey()
+        #expect(try SpikeDatabase.load(path: f.path, rootKey: key).databaseExists == false)
+        #expect(try SpikeDatabase.check(path: f.path, candidate: key) == .nothingToCheck)
+        _ = try SpikeDatabaseWriter(path: f.path, rootKey: key)
+        let state = try SpikeDatabase.load(path: f.path, rootKey: key)
+        #expect(state.databaseExists && state.secretCount == 0 && state.policyCount == 0)
+        #expect(try SpikeDatabase.check(path: f.path, candidate: key) == .nothingToCheck)
+    }
+
+    @Test func keyCheck() throws {
+        let f = try Fixture()
+        let key = randomKey()
+        do {
+            let w = try SpikeDatabaseWriter(path: f.path, rootKey: key)
+            try w.putPolicy(name: "only-policy", spiffeIDPattern: ".*", pathPattern: ".*", permissions: ["read"], created: 1, updated: 1)
+        }
+        #expect(try SpikeDatabase.check(path: f.path, candidate: key) == .opens(row: "policies[name=\"only-policy\"]"))
+        #expect(try SpikeDatabase.check(path: f.path, candidate: randomKey()) == .doesNotOpen(row: "policies[name=\"only-policy\"]"))
+        do {
+            let w = try SpikeDatabaseWriter(path: f.path, rootKey: key)
+            try w.putSecret(path: "s", versions: [.init(version: 1, data: ["k": "v"], created: t0)], created: t0, updated: t0)
+        }
+        #expect(try SpikeDatabase.check(path: f.path, candidate: key) == .opens(row: "secrets[path=\"s\", version=1]"))
+    }
+}
+
+@Suite struct BackingStoreErrorTests {
+    func seeded() throws -> (Fixture, SecretBytes, SpikeDatabaseWriter) {
+        let f = try Fixture()
+        let key = randomKey()
+        let w = try SpikeDatabaseWriter(path: f.path, rootKey: key)
+        try w.putSecret(path: "db/creds", versions: [.init(version: 1, data: ["password": "hunter2-plaintext"], created: t0)], created: t0, updated: t0)
+        try w.putPolicy(name: "p", spiffeIDPattern: ".*", pathPattern: ".*", permissions: ["read"], created: 1, updated: 1)
+        return (f, key, w)
+    }
+
+    func loadError(_ f: Fixture, _ key: SecretBytes) -> BackingStoreError? {
+        do {
+            _ = try SpikeDatabase.load(path: f.path, rootKey: key)
+            return nil
+        } catch {
+            #expect(!"\(error)".contains("hunter2"))
+            return error
+        }
+    }
+
+    @Test func wrongKeyNamesTheRow() throws {
+        let (f, _, _) = try seeded()
+        #expect(loadError(f, randomKey()) == .tagMismatch(row: "secret_metadata[path=\"db/creds\"]"))
+    }
+
+    @Test func damagedRows() throws {
+        var (f, key, w) = try seeded()
+        try w.execute("UPDATE secrets SET encrypted_data = X'0102' WHERE path = 'db/creds'")
+        #expect(loadError(f, key) == .truncated(row: "secrets[path=\"db/creds\", version=1]", column: "encrypted_data"))
+        (f, key, w) = try seeded()
+        try w.execute("UPDATE secrets SET nonce = X'010203' WHERE path = 'db/creds'")
+        #expect(loadError(f, key) == .badNonce(row: "secrets[path=\"db/creds\", version=1]", length: 3))
+        (f, key, w) = try seeded()
+        // Flip one ciphertext bit.
+        try w.execute("UPDATE secrets SET encrypted_data = CAST(X'00' AS BLOB) || substr(encrypted_data, 2) WHERE path = 'db/creds'")
+        #expect(loadError(f, key) == .tagMismatch(row: "secrets[path=\"db/creds\", version=1]"))
+        (f, key, w) = try seeded()
+        try w.execute("DROP TABLE policies")
+        #expect(loadError(f, key) == .missingTable("policies"))
+    }
+
+    @Test func plaintextThatIsNotAnObjectOfStrings() throws {
+        let f = try Fixture()
+        let key = randomKey()
+        let w = try SpikeDatabaseWriter(path: f.path, rootKey: key)
+        try w.putSecret(path: "ok", versions: [.init(version: 1, data: ["a": "b"], created: t0)], created: t0, updated: t0)
+        // Replace the row with a sealed JSON array, as a broken writer would.
+        let nonce = [UInt8](repeating: 7, count: 12)
+        let sealed = try w.seal(Array("[\"not\",\"an\",\"object\"]".utf8), nonce: nonce)
+        let update = try w.connection.prepare("UPDATE secrets SET nonce = ?, encrypted_data = ? WHERE path = 'ok'")
+        try update.bind(1, nonce)
+        try update.bind(2, sealed)
+        _ = try update.step()
+        #expect(loadError(f, key) == .notAnObjectOfStrings(row: "secrets[path=\"ok\", version=1]"))
+    }
+
+    @Test func notADatabaseAndLocked() throws {
+        let f = try Fixture()
+        try Data("this is not sqlite, just text that is long enough to look like a header".utf8).write(to: URL(fileURLWithPath: f.path))
+        #expect(loadError(f, randomKey()) == .notADatabase(path: f.path))
+        let (g, key, w) = try seeded()
+        try w.execute("PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE; UPDATE policies SET updated_time = 2;")
+        let started = Date()
+        #expect(loadError(g, key) == .locked(path: g.path))
+        #expect(Date().timeIntervalSince(started) < 10)
+        try w.execute("ROLLBACK")
+    }
+}
