@@ -77,6 +77,13 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]),
+        .target(
+            name: "Recovery",
+            dependencies: [
+                "Shamir", "ShamirCore", "SecureMemory", "MutualTLS", "SpiffeIdentity", "SpikeWire", "BackingStore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]),
         .target(name: "ShamirVectors", dependencies: ["ShamirCore", "SecureMemory", "ShamirReference"]),
         .executableTarget(
             name: "spike-recovery",
@@ -122,6 +129,16 @@ let package = Package(
         .testTarget(
             name: "BackingStoreTests",
             dependencies: ["BackingStore", "BackingStoreWriter", "SecureMemory", .product(name: "Crypto", package: "swift-crypto")]),
+        .testTarget(
+            name: "RecoveryTests",
+            dependencies: [
+                "Recovery", "KeeperService", "MutualTLS", "SpiffeIdentity", "SpikeWire", "SecureMemory", "Shamir",
+                "BackingStore", "BackingStoreWriter",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]),
         .testTarget(name: "SecureMemoryTests", dependencies: ["SecureMemory"]),
         .testTarget(name: "ShamirReferenceTests", dependencies: ["ShamirReference", "ShamirCore", "SecureMemory"]),
         .testTarget(name: "ScalarFieldTests", dependencies: ["ScalarField", "ShamirReference", "ShamirCore"]),

@@ -125,43 +125,46 @@ public enum SpikeDatabase {
     // MARK: key check (step 7.2)
 
     public enum KeyCheck: Sendable, Equatable {
-        /// The candidate opened this authenticated row.
-        case opens(row: String)
+        /// The candidate opened these authenticated rows (one per non-empty table).
+        case opens(rows: [String])
         /// The database is missing or holds no encrypted row: nothing can be checked.
         case nothingToCheck
         /// The row's tag did not verify under the candidate.
         case doesNotOpen(row: String)
     }
 
-    /// Does `candidate` open the store? Tries one row of secrets, then metadata, then policies.
+    /// Does `candidate` open the store? The probe records are, for each
+    /// non-empty table, the row with the smallest primary key; the key opens
+    /// the store when every probe's AES-GCM tag verifies (Spec/recovery.md 7.2).
     public static func check(path: String, candidate: SecretBytes) throws(BackingStoreError) -> KeyCheck {
         guard FileManager.default.fileExists(atPath: path) else { return .nothingToCheck }
         let db = try open(path)
         let key = try symmetricKey(candidate)
         let probes: [(table: String, sql: String, label: (SQLiteStatement) -> String, nonce: Int32, cipher: Int32, salt: [UInt8]?)] = [
-            ("secrets", "SELECT path, version, nonce, encrypted_data FROM secrets LIMIT 1",
+            ("secrets", "SELECT path, version, nonce, encrypted_data FROM secrets ORDER BY path, version LIMIT 1",
              { "secrets[path=\(quoted($0.text(0) ?? "")), version=\($0.int64(1))]" }, 2, 3, nil),
-            ("secret_metadata", "SELECT path, nonce, encrypted_current_version FROM secret_metadata LIMIT 1",
+            ("secret_metadata", "SELECT path, nonce, encrypted_current_version FROM secret_metadata ORDER BY path LIMIT 1",
              { "secret_metadata[path=\(quoted($0.text(0) ?? ""))]" }, 1, 2, metadataSalts[0].salt),
-            ("policies", "SELECT name, nonce, encrypted_spiffe_id_pattern FROM policies LIMIT 1",
+            ("policies", "SELECT name, nonce, encrypted_spiffe_id_pattern FROM policies ORDER BY name LIMIT 1",
              { "policies[name=\(quoted($0.text(0) ?? ""))]" }, 1, 2, nil),
         ]
+        var opened: [String] = []
         for probe in probes {
-            var result: KeyCheck?
+            var failed: String?
             try rows(db, table: probe.table, sql: probe.sql) { row throws(BackingStoreError) in
                 let label = probe.label(row)
                 do throws(BackingStoreError) {
                     _ = try decrypt(row, nonceColumn: probe.nonce, cipherColumn: probe.cipher, columnName: "data", key: key, label: label, salt: probe.salt)
-                    result = .opens(row: label)
+                    opened.append(label)
                 } catch .tagMismatch {
-                    result = .doesNotOpen(row: label)
+                    failed = label
                 } catch {
                     throw error
                 }
             }
-            if let result { return result }
+            if let failed { return .doesNotOpen(row: failed) }
         }
-        return .nothingToCheck
+        return opened.isEmpty ? .nothingToCheck : .opens(rows: opened)
     }
 
     // MARK: helpers

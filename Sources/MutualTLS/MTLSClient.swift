@@ -108,9 +108,16 @@ public final class MTLSClient: Sendable {
             channel.close(promise: nil)
         }
         do {
-            let (status, responseBody) = try await responsePromise.futureResult.get()
+            // Cancelling the calling task (e.g. recovery has enough shards) ends the request at once.
+            let (status, responseBody) = try await withTaskCancellationHandler {
+                try await responsePromise.futureResult.get()
+            } onCancel: {
+                responsePromise.fail(CancellationError())
+            }
             guard let peer = box.id else { throw MTLSClientError.handshakeRefused("peer not verified") }
             return Response(status: status, body: responseBody, peer: peer)
+        } catch is CancellationError {
+            throw CancellationError()
         } catch let error as MTLSClientError {
             if let reason = refusal.reason { throw MTLSClientError.handshakeRefused(reason) }
             throw error

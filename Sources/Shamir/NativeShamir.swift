@@ -75,6 +75,14 @@ public struct NativeShamir: ShamirScheme {
         return out
     }
 
+    /// Whether 32 bytes are a valid shard value: canonical (below n) and not
+    /// zero. The answer is public (a shard is accepted or refused).
+    public static func isCanonicalNonZero(_ value: SecretBytes) -> Bool {
+        guard value.count == ShamirConstants.scalarByteCount else { return false }
+        let (scalar, valid) = value.withUnsafeBytes { P256Scalar.decode(bigEndian: $0) }
+        return ConstantTime.declassified(valid & ~scalar.isZeroMask) != 0
+    }
+
     // MARK: recover
 
     public func recover(threshold: Int, shards: [Shard]) throws(ShamirError) -> SecretBytes {

@@ -10,8 +10,8 @@ public enum KeeperWire {
     /// Request bodies over this size are refused (Go has no limit). A
     /// contribute body is at most ~140 bytes; 4 KiB leaves room for unknown fields.
     public static let maximumRequestBytes = 4096
-    /// What a Nexus accepts back from a keeper.
-    public static let maximumResponseBytes = 4096
+    /// What a Nexus accepts back from a keeper (Spec/recovery.md D4: 16 KiB).
+    public static let maximumResponseBytes = 16384
 
     public static let cacheControl = "no-store, no-cache, must-revalidate, private"
 

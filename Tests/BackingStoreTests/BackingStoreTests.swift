@@ -95,13 +95,14 @@ let t0 = Date(timeIntervalSince1970: 1_764_000_000.123456789)
             let w = try SpikeDatabaseWriter(path: f.path, rootKey: key)
             try w.putPolicy(name: "only-policy", spiffeIDPattern: ".*", pathPattern: ".*", permissions: ["read"], created: 1, updated: 1)
         }
-        #expect(try SpikeDatabase.check(path: f.path, candidate: key) == .opens(row: "policies[name=\"only-policy\"]"))
+        #expect(try SpikeDatabase.check(path: f.path, candidate: key) == .opens(rows: ["policies[name=\"only-policy\"]"]))
         #expect(try SpikeDatabase.check(path: f.path, candidate: randomKey()) == .doesNotOpen(row: "policies[name=\"only-policy\"]"))
         do {
             let w = try SpikeDatabaseWriter(path: f.path, rootKey: key)
             try w.putSecret(path: "s", versions: [.init(version: 1, data: ["k": "v"], created: t0)], created: t0, updated: t0)
         }
-        #expect(try SpikeDatabase.check(path: f.path, candidate: key) == .opens(row: "secrets[path=\"s\", version=1]"))
+        #expect(try SpikeDatabase.check(path: f.path, candidate: key)
+                == .opens(rows: ["secrets[path=\"s\", version=1]", "secret_metadata[path=\"s\"]", "policies[name=\"only-policy\"]"]))
     }
 }
 

@@ -1,0 +1,84 @@
+import Foundation
+import ShamirCore
+
+/// Step 3: what recovery needs from the environment, checked before it starts.
+///
+/// Invariant: `keepers` are distinct https URLs, `keepers.count == shares`,
+/// `1 <= threshold <= shares`; keeper i (1-based) holds share i.
+public struct RecoveryConfiguration: Sendable {
+    public var keepers: [String]
+    public var threshold: Int
+    public var shares: Int
+    /// Cap of the exponential backoff between rounds (SPIKE_NEXUS_RECOVERY_MAX_INTERVAL).
+    public var maximumBackoff: Duration
+    /// First backoff delay; doubles each round up to the cap.
+    public var initialBackoff: Duration
+    /// Deadline of one request to one keeper (connect, handshake and answer).
+    public var requestDeadline: Duration
+    /// Give up when not operational by then (--deadline); nil = forever.
+    public var deadline: Duration?
+    /// Period of shard distribution (SPIKE_NEXUS_KEEPER_UPDATE_INTERVAL).
+    public var updateInterval: Duration
+    /// The SQLite database (`$SPIKE_NEXUS_DATA_DIR/data/spike.db`).
+    public var databasePath: String
+
+    public init(keepers: [String], threshold: Int, shares: Int, databasePath: String,
+                maximumBackoff: Duration = .seconds(5), initialBackoff: Duration = .milliseconds(500),
+                requestDeadline: Duration = .seconds(3), deadline: Duration? = nil, updateInterval: Duration = .seconds(300)) {
+        self.keepers = keepers
+        self.threshold = threshold
+        self.shares = shares
+        self.databasePath = databasePath
+        self.maximumBackoff = maximumBackoff
+        self.initialBackoff = initialBackoff
+        self.requestDeadline = requestDeadline
+        self.deadline = deadline
+        self.updateInterval = updateInterval
+    }
+
+    public static let peersVariable = "SPIKE_NEXUS_KEEPER_PEERS"
+    public static let thresholdVariable = "SPIKE_NEXUS_SHAMIR_THRESHOLD"
+    public static let sharesVariable = "SPIKE_NEXUS_SHAMIR_SHARES"
+
+    /// Parses `SPIKE_NEXUS_KEEPER_PEERS`: comma-separated, trimmed https URLs.
+    public static func parsePeers(_ raw: String) throws(ConfigurationError) -> [String] {
+        var out: [String] = []
+        for (i, entry) in raw.split(separator: ",", omittingEmptySubsequences: false).enumerated() {
+            let url = entry.trimmingCharacters(in: .whitespaces)
+            guard !url.isEmpty else { throw ConfigurationError(setting: peersVariable, problem: "entry \(i + 1) is empty") }
+            guard let c = URLComponents(string: url), c.scheme == "https", let host = c.host, !host.isEmpty,
+                  c.query == nil, c.fragment == nil, c.user == nil else {
+                throw ConfigurationError(setting: peersVariable, problem: "entry \(i + 1) is not an https://host[:port][/prefix] URL")
+            }
+            let normalized = url.hasSuffix("/") ? String(url.dropLast()) : url
+            guard !out.contains(normalized) else { throw ConfigurationError(setting: peersVariable, problem: "entry \(i + 1) repeats an earlier keeper") }
+            out.append(normalized)
+        }
+        return out
+    }
+
+    /// The step-3 checks; the first problem found, naming its setting.
+    public func validate() throws(ConfigurationError) {
+        guard !keepers.isEmpty else { throw ConfigurationError(setting: Self.peersVariable, problem: "no keepers configured") }
+        guard threshold >= 1 else { throw ConfigurationError(setting: Self.thresholdVariable, problem: "must be at least 1 (got \(threshold))") }
+        guard shares >= threshold else {
+            throw ConfigurationError(setting: Self.sharesVariable, problem: "must be at least the threshold \(threshold) (got \(shares))")
+        }
+        guard shares <= ShamirConstants.maximumShares else {
+            throw ConfigurationError(setting: Self.sharesVariable, problem: "must be at most \(ShamirConstants.maximumShares)")
+        }
+        guard keepers.count == shares else {
+            throw ConfigurationError(setting: Self.peersVariable,
+                                     problem: "lists \(keepers.count) keepers but \(Self.sharesVariable) is \(shares) (one keeper per share)")
+        }
+    }
+
+    func shardURL(keeper index: Int) -> String { keepers[index] + "/v1/store/shard" }
+    func contributeURL(keeper index: Int) -> String { keepers[index] + "/v1/store/contribute" }
+}
+
+public struct ConfigurationError: Error, Equatable, Sendable, CustomStringConvertible {
+    public let setting: String
+    public let problem: String
+    public var description: String { "\(setting): \(problem)" }
+}

@@ -1,0 +1,73 @@
+import Foundation
+
+/// One recorded transition: step id, event, time since start, and public
+/// detail (keeper ids, outcomes) — never shard or key bytes.
+public struct TraceEntry: Sendable, Equatable {
+    public let step: String
+    public let event: String
+    public let milliseconds: Double
+    public let keeper: Int?
+    public let detail: String?
+
+    /// `{"step":"4.4","event":"shard_received","t_ms":1.234,"keeper":2}`
+    public var jsonLine: String {
+        var s = "{\"step\":\"\(step)\",\"event\":\"\(event)\",\"t_ms\":\(String(format: "%.3f", milliseconds))"
+        if let keeper { s += ",\"keeper\":\(keeper)" }
+        if let detail { s += ",\"detail\":\"\(Self.escape(detail))\"" }
+        return s + "}"
+    }
+
+    static func escape(_ text: String) -> String {
+        var out = ""
+        for u in text.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            default: if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
+            }
+        }
+        return out
+    }
+}
+
+/// Collects the trace of a run and, with `--trace FILE`, appends each entry
+/// to the file as one JSON line as it happens.
+public final class TraceRecorder: @unchecked Sendable {
+    private let lock = NSLock()
+    private var entries: [TraceEntry] = []
+    private let handle: FileHandle?
+    private let start = ContinuousClock.now
+
+    public init(file: String? = nil) throws {
+        if let file {
+            if !FileManager.default.fileExists(atPath: file) {
+                guard FileManager.default.createFile(atPath: file, contents: nil, attributes: [.posixPermissions: 0o600]) else {
+                    throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: file])
+                }
+            }
+            let h = try FileHandle(forWritingTo: URL(fileURLWithPath: file))
+            try h.seekToEnd()
+            handle = h
+        } else {
+            handle = nil
+        }
+    }
+
+    public var elapsedMilliseconds: Double { (ContinuousClock.now - start) / .milliseconds(1) }
+
+    @discardableResult
+    func record(_ transition: RecoveryTransition, keeper: Int? = nil, detail: String? = nil) -> TraceEntry {
+        let entry = TraceEntry(step: transition.step, event: transition.event.rawValue, milliseconds: elapsedMilliseconds, keeper: keeper, detail: detail)
+        lock.lock()
+        entries.append(entry)
+        lock.unlock()
+        handle?.write(Data((entry.jsonLine + "\n").utf8))
+        return entry
+    }
+
+    public var recorded: [TraceEntry] {
+        lock.lock()
+        defer { lock.unlock() }
+        return entries
+    }
+}

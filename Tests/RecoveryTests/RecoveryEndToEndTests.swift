@@ -1,0 +1,330 @@
+import BackingStore
+import BackingStoreWriter
+import Foundation
+import KeeperService
+import Logging
+import MutualTLS
+import NIOCore
+import NIOPosix
+import NIOHTTP1
+import SecureMemory
+import Shamir
+import SpikeWire
+import Testing
+@testable import Recovery
+@testable import SpiffeIdentity
+
+/// Log lines of a test run, for the secrets scan.
+final class LogCapture: @unchecked Sendable {
+    private let lock = NSLock()
+    private var lines: [String] = []
+    func append(_ line: String) { lock.withLock { lines.append(line) } }
+    var all: [String] { lock.withLock { lines } }
+}
+
+struct CapturingHandler: LogHandler {
+    let capture: LogCapture
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .debug
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+        capture.append("\(level) \(message)")
+    }
+}
+
+func randomRootKey() -> SecretBytes {
+    while true {
+        let k = SecretBytes(zeroedCount: 32)
+        k.withUnsafeMutableBytes { for i in 0..<32 { $0[i] = UInt8.random(in: 0...255) } }
+        if NativeShamir.isCanonicalNonZero(k) { return k }
+    }
+}
+
+/// A recovery world on loopback: a dev CA, N real keepers over mTLS, a real
+/// SQLite file written as Go SPIKE writes it, and a Nexus identity.
+final class World: @unchecked Sendable {
+    let pki: DevelopmentPKI
+    let rootKey = randomRootKey()
+    var keepers: [KeeperServer] = []
+    var extraServers: [MTLSHTTPServer] = []
+    var extraChannels: [Channel] = []
+    var urls: [String] = []
+    let dir: URL
+    let logs = LogCapture()
+    let threshold: Int
+    let group = MultiThreadedEventLoopGroup.singleton
+    let nexusSource: StaticX509Source
+
+    var databasePath: String { dir.appendingPathComponent("data/spike.db").path }
+    var logger: Logger { Logger(label: "test") { _ in CapturingHandler(capture: self.logs) } }
+    lazy var shards: [SecretBytes] = try! NativeShamir().split(rootKey: rootKey, threshold: threshold, shares: urls.count).shards.map(\.value)
+
+    init(threshold: Int = 2, secrets: Int = 5) throws {
+        self.threshold = threshold
+        pki = try DevelopmentPKI()
+        nexusSource = StaticX509Source(try pki.snapshot(path: "/spike/nexus"))
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("recovery-\(UUID().uuidString)")
+        let writer = try SpikeDatabaseWriter(path: dir.appendingPathComponent("data/spike.db").path, rootKey: rootKey)
+        let t = Date(timeIntervalSince1970: 1_764_000_000)
+        for i in 0..<secrets {
+            try writer.putSecret(path: "app/\(i)", versions: [.init(version: 1, data: ["password": "pw-\(i)"], created: t),
+                                                               .init(version: 2, data: ["password": "pw-\(i)-2"], created: t)],
+                                 created: t, updated: t)
+        }
+        try writer.putPolicy(name: "readers", spiffeIDPattern: "^spiffe://spike\\.ist/app$", pathPattern: "^app/.*$", permissions: ["read", "list"], created: 1, updated: 1)
+    }
+
+    /// A healthy keeper (empty until `fill`).
+    func addKeeper() async throws {
+        let k = KeeperServer(source: StaticX509Source(try pki.snapshot(path: "/spike/keeper/\(urls.count + 1)")), trustRoots: TrustRoots(),
+                             logger: logger, group: group)
+        try await k.start(host: "127.0.0.1", port: 0)
+        keepers.append(k)
+        urls.append("https://127.0.0.1:\(k.port)")
+    }
+
+    /// A keeper address where nothing listens.
+    func addDownKeeper() async throws {
+        let ch = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
+        let port = ch.localAddress!.port!
+        try await ch.close()
+        urls.append("https://127.0.0.1:\(port)")
+    }
+
+    /// A keeper that accepts TCP and never answers.
+    func addSilentKeeper() async throws {
+        let ch = try await ServerBootstrap(group: group).childChannelInitializer { $0.eventLoop.makeSucceededVoidFuture() }
+            .bind(host: "127.0.0.1", port: 0).get()
+        extraChannels.append(ch)
+        urls.append("https://127.0.0.1:\(ch.localAddress!.port!)")
+    }
+
+    /// A keeper (valid keeper SVID) that answers with `body` after `delay`.
+    func addScriptedKeeper(status: HTTPResponseStatus = .ok, delay: Duration = .zero, body: @escaping @Sendable () -> [UInt8]) async throws {
+        let server = MTLSHTTPServer(group: group)
+        try await server.start(host: "127.0.0.1", port: 0, source: StaticX509Source(try pki.snapshot(path: "/spike/keeper/\(urls.count + 1)")),
+                               policy: .roles([.nexus], trustRoots: TrustRoots()), tooLargeResponse: .init(status: .payloadTooLarge, body: []),
+                               onRefused: { _ in }, responder: .async { _ in
+                                   if delay > .zero { try? await Task.sleep(for: delay) }
+                                   return HTTPResponseData(status: status, body: body())
+                               })
+        extraServers.append(server)
+        urls.append("https://127.0.0.1:\(server.port)")
+    }
+
+    /// Gives keeper at position `index` (0-based) its shard, as Bootstrap would.
+    func fill(_ index: Int, with value: SecretBytes? = nil) {
+        keepers.first { "https://127.0.0.1:\($0.port)" == urls[index] }!.slot.store(value ?? shards[index])
+    }
+
+    func recovery(deadline: Duration? = nil, maxBackoff: Duration = .milliseconds(200), initialBackoff: Duration = .milliseconds(50),
+                  requestDeadline: Duration = .seconds(2), urls: [String]? = nil, shares: Int? = nil) throws -> NexusRecovery {
+        let list = urls ?? self.urls
+        let config = RecoveryConfiguration(keepers: list, threshold: threshold, shares: shares ?? list.count, databasePath: databasePath,
+                                           maximumBackoff: maxBackoff, initialBackoff: initialBackoff, requestDeadline: requestDeadline,
+                                           deadline: deadline, updateInterval: .seconds(3600))
+        return NexusRecovery(config: config, client: MTLSKeeperClient(group: group, source: nexusSource, trustRoots: TrustRoots()),
+                             store: SQLiteStore(path: databasePath), holder: RootKeyHolder(), trace: try TraceRecorder(), logger: logger)
+    }
+
+    func distributor(for r: NexusRecovery) -> ShardDistributor {
+        ShardDistributor(config: r.config, client: r.client, holder: r.holder, logger: logger)
+    }
+
+    func stop() async {
+        for k in keepers { await k.stop() }
+        for s in extraServers { await s.stop() }
+        for c in extraChannels { try? await c.close() }
+    }
+
+    /// No log line carries a shard or the root key, in hex or as a decimal array.
+    func expectNoSecretsInLogs(sourceLocation: SourceLocation = #_sourceLocation) {
+        let text = logs.all.joined(separator: "\n").lowercased()
+        for secret in shards + [rootKey] {
+            let bytes = secret.withUnsafeBytes { Array($0) }
+            guard bytes.contains(where: { $0 != 0 }) else { continue }
+            let hex = bytes.map { String(format: "%02x", $0) }.joined()
+            let decimal = bytes.map(String.init).joined(separator: ",")
+            #expect(!text.contains(hex), sourceLocation: sourceLocation)
+            #expect(!text.contains(decimal), sourceLocation: sourceLocation)
+            #expect(!text.contains(String(hex.prefix(16))), sourceLocation: sourceLocation)
+        }
+    }
+}
+
+func events(_ r: NexusRecovery) -> [String] { r.trace.recorded.map(\.event) }
+
+@Suite(.serialized) struct RecoveryEndToEndTests {
+    @Test func happyPathThreeKeepersThresholdTwo() async throws {
+        let w = try World(secrets: 7)
+        for _ in 0..<3 { try await w.addKeeper() }
+        for i in 0..<3 { w.fill(i) }
+        let r = try w.recovery()
+        let d = w.distributor(for: r)
+        let outcome = await r.run(distributor: d)
+        d.stop()
+        #expect(outcome.ending == .operational)
+        let spec = try SpecTable.load()
+        #expect(r.trace.recorded.map { SpecTable.Step(step: $0.step, event: $0.event) } == spec.expected_traces["happy_path_3_keepers_threshold_2"]!)
+        #expect(outcome.state?.secretCount == 7 && outcome.state?.versionCount == 14 && outcome.state?.policyCount == 1)
+        #expect(outcome.summaryJSON.hasPrefix("{\"operational\":true,\"secrets\":7,\"secret_versions\":14,\"policies\":1,\"shards_used\":["))
+        #expect(outcome.shardsUsed.count == 2 && outcome.keepersRejected.isEmpty)
+        #expect(r.holder.copy()!.constantTimeEquals(w.rootKey))
+        #expect(r.allShardBuffersZero)
+        w.expectNoSecretsInLogs()
+        await w.stop()
+    }
+
+    @Test func downSilentAndGarbageKeepersDoNotStallRecovery() async throws {
+        let w = try World()
+        try await w.addDownKeeper()        // 1
+        try await w.addSilentKeeper()      // 2
+        try await w.addScriptedKeeper { Array("{\"shard\":[\(Array(repeating: "7", count: 33).joined(separator: ","))],\"Err\":\"\"}".utf8) }  // 3
+        try await w.addKeeper()            // 4
+        try await w.addKeeper()            // 5
+        w.fill(3)
+        w.fill(4)
+        let started = ContinuousClock.now
+        let r = try w.recovery(requestDeadline: .seconds(5))
+        let outcome = await r.run(distributor: nil)
+        let elapsed = ContinuousClock.now - started
+        #expect(outcome.ending == .operational)
+        #expect(elapsed < .seconds(1), "took \(elapsed) with a silent keeper")
+        #expect(Set(outcome.shardsUsed) == [4, 5])
+        let byKeeper = Dictionary(r.trace.recorded.compactMap { e in e.keeper.map { ($0, e.event) } }, uniquingKeysWith: { a, _ in a })
+        #expect(byKeeper[1] == "keeper_unreachable")
+        #expect(byKeeper[3] == "shard_rejected")
+        #expect(byKeeper[2] == nil)  // still silent when recovery finished
+        #expect(SpecTable.validate(r.trace.recorded.map { ($0.step, $0.event) }, in: try SpecTable.load()) == nil)
+        w.expectNoSecretsInLogs()
+        await w.stop()
+    }
+
+    @Test func emptyKeepersFilledLaterAndBackoffRespectsTheCap() async throws {
+        let w = try World()
+        for _ in 0..<3 { try await w.addKeeper() }
+        let r = try w.recovery(maxBackoff: .milliseconds(150), initialBackoff: .milliseconds(40))
+        let filler = Task {
+            try await Task.sleep(for: .milliseconds(700))
+            w.fill(0)
+            w.fill(2)
+        }
+        let outcome = await r.run(distributor: nil)
+        try await filler.value
+        #expect(outcome.ending == .operational)
+        let rounds = r.trace.recorded.filter { $0.event == "round_started" }
+        #expect(rounds.count >= 3)
+        // The waits between rounds never exceed the cap (plus scheduling slack).
+        for (a, b) in zip(rounds, rounds.dropFirst()) { #expect(b.milliseconds - a.milliseconds < 150 + 100) }
+        for round in 1...40 { #expect(r.backoffDelay(round: round) <= .milliseconds(150)) }
+        #expect(SpecTable.validate(r.trace.recorded.map { ($0.step, $0.event) }, in: try SpecTable.load()) == nil)
+        await w.stop()
+    }
+
+    @Test func staleShardIsFoundWithASpareKeeper() async throws {
+        let w = try World()
+        try await w.addKeeper()
+        try await w.addKeeper()
+        // Keeper 3 answers with its real shard, but later than the others.
+        let third = try NativeShamir().split(rootKey: w.rootKey, threshold: 2, shares: 3).shards[2].value.withUnsafeBytes { Array($0) }
+        try await w.addScriptedKeeper(delay: .milliseconds(300)) {
+            KeeperWire.shardBody(SecretBytes(copying: third.withUnsafeBytes { $0 }))
+        }
+        // Keeper 1 holds a shard of another root key.
+        let stale = try NativeShamir().split(rootKey: randomRootKey(), threshold: 2, shares: 3).shards[0].value
+        w.fill(0, with: stale)
+        w.fill(1)
+        let r = try w.recovery()
+        let outcome = await r.run(distributor: nil)
+        #expect(outcome.ending == .operational)
+        #expect(outcome.keepersRejected == [1])
+        #expect(r.holder.copy()!.constantTimeEquals(w.rootKey))
+        let spec = try SpecTable.load()
+        #expect(r.trace.recorded.map { SpecTable.Step(step: $0.step, event: $0.event) } == spec.expected_traces["stale_keeper_found_with_spare_shard"]!)
+        #expect(w.logs.all.contains { $0.contains("keeper 1 holds a shard that is not part of the root key's split") })
+        await w.stop()
+    }
+
+    @Test func withoutASpareAWrongKeyIsNeverInstalled() async throws {
+        let w = try World()
+        try await w.addKeeper()
+        try await w.addKeeper()
+        w.fill(0, with: try NativeShamir().split(rootKey: randomRootKey(), threshold: 2, shares: 2).shards[0].value)
+        w.fill(1)
+        let r = try w.recovery(deadline: .milliseconds(800))
+        let outcome = await r.run(distributor: nil)
+        guard case .failed(let reason) = outcome.ending else { Issue.record("expected failure"); return }
+        #expect(reason.contains("deadline"))
+        #expect(!r.holder.isSet)
+        #expect(events(r).contains("key_verification_failed"))
+        #expect(w.logs.all.contains { $0.contains("does not open the store") })
+        #expect(outcome.summaryJSON.hasPrefix("{\"operational\":false,\"reason\":\"not operational within the deadline"))
+        #expect(SpecTable.validate(r.trace.recorded.map { ($0.step, $0.event) }, in: try SpecTable.load()) == nil)
+        await w.stop()
+    }
+
+    @Test func reorderedKeeperListNeverInstallsAWrongKey() async throws {
+        let w = try World()
+        for _ in 0..<3 { try await w.addKeeper() }
+        for i in 0..<3 { w.fill(i) }
+        let swapped = [w.urls[1], w.urls[0], w.urls[2]]
+        let r = try w.recovery(deadline: .milliseconds(800), urls: swapped)
+        let outcome = await r.run(distributor: nil)
+        // Every pair now mixes positions: no subset opens the store.
+        if case .failed = outcome.ending {} else { Issue.record("a reordered list must not recover: \(outcome.ending)") }
+        #expect(!r.holder.isSet)
+        await w.stop()
+    }
+
+    @Test func operatorRestoreMakesALoopingRecoveryStandDown() async throws {
+        let w = try World()
+        for _ in 0..<3 { try await w.addKeeper() }
+        let r = try w.recovery(maxBackoff: Duration.milliseconds(100))
+        let restore = Task {
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(r.holder.setIfEmpty(w.rootKey, by: "operator restore"))
+        }
+        let outcome = await r.run(distributor: nil)
+        try await restore.value
+        #expect(outcome.ending == .stoodDown)
+        #expect(events(r).last == "stand_down")
+        #expect(r.holder.installer == "operator restore")
+        #expect(SpecTable.validate(r.trace.recorded.map { ($0.step, $0.event) }, in: try SpecTable.load()) == nil)
+        await w.stop()
+    }
+
+    @Test func distributionRefillsARestartedKeeper() async throws {
+        let w = try World()
+        for _ in 0..<3 { try await w.addKeeper() }
+        w.fill(0)
+        w.fill(1)  // keeper 3 restarted: empty
+        let r = try w.recovery()
+        let d = w.distributor(for: r)
+        let outcome = await r.run(distributor: nil)
+        #expect(outcome.ending == .operational)
+        #expect(await d.distributeOnce() == [1, 2, 3])
+        for (i, keeper) in w.keepers.enumerated() {
+            keeper.slot.withShard { held in #expect(held?.constantTimeEquals(w.shards[i]) == true) }
+        }
+        w.expectNoSecretsInLogs()
+        await w.stop()
+    }
+
+    @Test func badConfigurationIsRejectedAtStepThree() async throws {
+        let w = try World()
+        try await w.addKeeper()
+        try await w.addKeeper()
+        let r = try w.recovery(shares: 3)
+        let outcome = await r.run(distributor: nil)
+        #expect(outcome.ending == .failed("SPIKE_NEXUS_KEEPER_PEERS: lists 2 keepers but SPIKE_NEXUS_SHAMIR_SHARES is 3 (one keeper per share)"))
+        #expect(events(r) == ["recovery_begun", "configuration_rejected"])
+        #expect(throws: ConfigurationError.self) { try RecoveryConfiguration.parsePeers("https://a:1,http://b:2") }
+        #expect(throws: ConfigurationError.self) { try RecoveryConfiguration.parsePeers("https://a:1,,https://b:2") }
+        #expect(throws: ConfigurationError.self) { try RecoveryConfiguration.parsePeers("https://a:1, https://a:1") }
+        #expect(try RecoveryConfiguration.parsePeers(" https://a:8443 ,https://b:8543/prefix/") == ["https://a:8443", "https://b:8543/prefix"])
+        await w.stop()
+    }
+}
