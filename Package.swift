@@ -89,8 +89,9 @@ let package = Package(
             name: "spike-recovery",
             dependencies: [
                 "Shamir", "ShamirReference", "ShamirVectors", "ShamirCore", "SecureMemory", "ScalarField",
-                "SpiffeIdentity", "MutualTLS", "KeeperService", "SpikeWire",
+                "SpiffeIdentity", "MutualTLS", "KeeperService", "SpikeWire", "Recovery", "BackingStore", "BackingStoreWriter",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
@@ -137,6 +138,13 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]),
+        .testTarget(
+            name: "CLITests",
+            dependencies: [
+                "BackingStoreWriter", "KeeperService", "SecureMemory", "Shamir", "SpiffeIdentity",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]),
         .testTarget(name: "SecureMemoryTests", dependencies: ["SecureMemory"]),

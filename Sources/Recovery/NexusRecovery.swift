@@ -19,6 +19,14 @@ public struct RecoveryOutcome: Sendable {
     public let keepersRejected: [Int]
     public let elapsedMilliseconds: Double
 
+    public init(ending: Ending, state: NexusState?, shardsUsed: [Int], keepersRejected: [Int], elapsedMilliseconds: Double) {
+        self.ending = ending
+        self.state = state
+        self.shardsUsed = shardsUsed
+        self.keepersRejected = keepersRejected
+        self.elapsedMilliseconds = elapsedMilliseconds
+    }
+
     /// The `--json` line of Spec cli.md.
     public var summaryJSON: String {
         switch ending {

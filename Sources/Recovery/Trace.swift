@@ -37,8 +37,11 @@ public final class TraceRecorder: @unchecked Sendable {
     private var entries: [TraceEntry] = []
     private let handle: FileHandle?
     private let start = ContinuousClock.now
+    private let observer: (@Sendable (TraceEntry) -> Void)?
 
-    public init(file: String? = nil) throws {
+    /// `observer` sees each entry as it is recorded (the demo's live view).
+    public init(file: String? = nil, observer: (@Sendable (TraceEntry) -> Void)? = nil) throws {
+        self.observer = observer
         if let file {
             if !FileManager.default.fileExists(atPath: file) {
                 guard FileManager.default.createFile(atPath: file, contents: nil, attributes: [.posixPermissions: 0o600]) else {
@@ -62,6 +65,7 @@ public final class TraceRecorder: @unchecked Sendable {
         entries.append(entry)
         lock.unlock()
         handle?.write(Data((entry.jsonLine + "\n").utf8))
+        observer?(entry)
         return entry
     }
 

@@ -39,8 +39,20 @@ struct KeeperCommand: AsyncParsableCommand {
         } catch let error as OperatorError {
             throw fail(error)
         }
+        Self.exitWithParent(logger: logger)
         let sig = await Signals.waitForTermination()
         logger.info("signal \(sig): stopping, shard wiped")
         await keeper.stop()
+    }
+
+    /// With SPIKE_RECOVERY_PARENT_PID set (the demo sets it), exit when that
+    /// parent is gone, so no keeper outlives a demo that was killed.
+    static func exitWithParent(logger: Logger) {
+        guard let raw = Settings.environment["SPIKE_RECOVERY_PARENT_PID"], let parent = Int32(raw) else { return }
+        Task.detached {
+            while getppid() == parent { try? await Task.sleep(for: .milliseconds(200)) }
+            logger.notice("parent process gone: exiting")
+            Glibc.exit(0)
+        }
     }
 }

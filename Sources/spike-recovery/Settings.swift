@@ -101,6 +101,17 @@ enum Settings {
 
 /// Waits for SIGTERM or SIGINT.
 enum Signals {
+    /// Runs `handler` on SIGINT or SIGTERM (the demo's clean-up on Ctrl-C).
+    static func onInterrupt(_ handler: @escaping @Sendable () -> Void) {
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler(handler: handler)
+            source.resume()
+            OnceBox.keep.append(source)
+        }
+    }
+
     static func waitForTermination() async -> Int32 {
         await withCheckedContinuation { continuation in
             let once = OnceBox(continuation)

@@ -1,0 +1,176 @@
+import Foundation
+import Testing
+
+/// The built `spike-recovery` binary (swift build / swift test build it).
+let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+let binary = repository.appendingPathComponent(".build/debug/spike-recovery").path
+
+struct Run {
+    let status: Int32
+    let stdout: String
+    let stderr: String
+}
+
+/// Runs the CLI with arguments and environment; bounded in time.
+func cli(_ args: [String], env: [String: String] = [:], timeout: Duration = .seconds(60)) throws -> Run {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: binary)
+    p.arguments = args
+    var environment = ProcessInfo.processInfo.environment
+    for (k, v) in env { environment[k] = v }
+    p.environment = environment
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let killer = DispatchWorkItem { if p.isRunning { p.terminate() } }
+    DispatchQueue.global().asyncAfter(deadline: .now() + Double(timeout.components.seconds), execute: killer)
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    killer.cancel()
+    return Run(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+}
+
+func temporaryDirectory() throws -> URL {
+    let d = FileManager.default.temporaryDirectory.appendingPathComponent("cli-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
+    return d
+}
+
+func mode(_ path: String) throws -> Int {
+    (try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? NSNumber)?.intValue ?? -1
+}
+
+struct GoVectors: Decodable {
+    struct Shard: Decodable { let id: UInt64; let value: String }
+    struct Split: Decodable { let name: String; let root_key: String; let threshold: Int; let shares: Int; let shards: [Shard] }
+    let split: [Split]
+}
+
+@Suite(.serialized) struct ShamirCLITests {
+    @Test func splitMatchesGoSpikeByteForByte() throws {
+        #expect(FileManager.default.isExecutableFile(atPath: binary), "build the CLI first: swift build")
+        let vectors = try JSONDecoder().decode(GoVectors.self, from: Data(contentsOf: repository.appendingPathComponent("Vectors/go-spike/go-spike-shamir.json")))
+        for v in vectors.split.filter({ $0.shares <= 20 }).prefix(12) {
+            let dir = try temporaryDirectory()
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let keyFile = dir.appendingPathComponent("root.key").path
+            try v.root_key.write(toFile: keyFile, atomically: true, encoding: .utf8)
+            let out = dir.appendingPathComponent("shards").path
+            let r = try cli(["shamir", "split", "--threshold", "\(v.threshold)", "--shares", "\(v.shares)", "--root-key-file", keyFile, "--out", out])
+            #expect(r.status == 0, "\(v.name): \(r.stderr)")
+            #expect(r.stdout.isEmpty)
+            #expect(!r.stderr.contains(v.root_key) && !r.stderr.contains(v.shards[0].value))
+            let files = try FileManager.default.contentsOfDirectory(atPath: out).sorted()
+            #expect(files == (1...v.shares).map { "spike.recovery.\($0).txt" }.sorted(), "\(v.name)")
+            for s in v.shards {
+                let path = out + "/spike.recovery.\(s.id).txt"
+                #expect(try String(contentsOfFile: path, encoding: .utf8) == "spike:\(s.id):\(s.value)", "\(v.name) shard \(s.id)")
+                #expect(try mode(path) == 0o600)
+            }
+            // And back: any threshold of them.
+            let keyOut = dir.appendingPathComponent("recovered.key").path
+            let files2 = v.shards.suffix(v.threshold).map { out + "/spike.recovery.\($0.id).txt" }
+            let back = try cli(["shamir", "recover", "--threshold", "\(v.threshold)", "--out", keyOut] + files2)
+            #expect(back.status == 0, "\(v.name): \(back.stderr)")
+            #expect(try String(contentsOfFile: keyOut, encoding: .utf8) == v.root_key)
+            #expect(try mode(keyOut) == 0o600)
+        }
+    }
+
+    @Test func recoverErrorsNameTheFileAndWriteNothing() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let key = String(repeating: "0f", count: 32)
+        try key.write(toFile: dir.appendingPathComponent("k").path, atomically: true, encoding: .utf8)
+        let shards = dir.appendingPathComponent("s").path
+        #expect(try cli(["shamir", "split", "--threshold", "2", "--shares", "3", "--root-key-file", dir.appendingPathComponent("k").path, "--out", shards]).status == 0)
+        let out = dir.appendingPathComponent("out.key").path
+        func recover(_ files: [String], threshold: Int = 2) throws -> Run {
+            try cli(["shamir", "recover", "--threshold", "\(threshold)", "--out", out] + files)
+        }
+        let s1 = shards + "/spike.recovery.1.txt", s2 = shards + "/spike.recovery.2.txt"
+        let tooFew = try recover([s1])
+        #expect(tooFew.status != 0 && tooFew.stderr.contains("need 2 shard files, got 1"))
+        let dup = dir.appendingPathComponent("dup.txt").path
+        try FileManager.default.copyItem(atPath: s1, toPath: dup)
+        let duplicate = try recover([s1, dup])
+        #expect(duplicate.status != 0 && duplicate.stderr.contains("\(dup): shard id 1 is also in \(s1)"))
+        let bad = dir.appendingPathComponent("bad.txt").path
+        try "spike:2:zz".write(toFile: bad, atomically: true, encoding: .utf8)
+        let badFile = try recover([s1, bad])
+        #expect(badFile.status != 0 && badFile.stderr.contains("\(bad): shard has 2 hex digits, expected 64"))
+        let missing = try recover([s1, dir.appendingPathComponent("nope").path])
+        #expect(missing.status != 0 && missing.stderr.contains("nope: no such file"))
+        let order = dir.appendingPathComponent("order.txt").path
+        try ("spike:2:" + "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551").write(toFile: order, atomically: true, encoding: .utf8)
+        let notCanonical = try recover([s1, order])
+        #expect(notCanonical.status != 0 && notCanonical.stderr.contains("\(order): shard value is not below the P-256 group order"))
+        #expect(!FileManager.default.fileExists(atPath: out))
+        for r in [tooFew, duplicate, badFile, missing, notCanonical] { #expect(!r.stderr.contains(key)) }
+        #expect(try recover([s2, s1]).status == 0)
+        #expect(try String(contentsOfFile: out, encoding: .utf8) == key)
+    }
+
+    @Test func badFlagsAndSettingsAreOneClearLine() throws {
+        let r = try cli(["nexus"], env: ["SPIKE_NEXUS_KEEPER_PEERS": "https://a:1,http://b:2"])
+        #expect(r.status == 64)
+        #expect(r.stderr.contains("SPIKE_NEXUS_KEEPER_PEERS: entry 2 is not an https://host[:port][/prefix] URL"))
+        let t = try cli(["nexus"], env: ["SPIKE_NEXUS_KEEPER_PEERS": "https://a:1", "SPIKE_NEXUS_SHAMIR_THRESHOLD": "two"])
+        #expect(t.status == 64 && t.stderr.contains("SPIKE_NEXUS_SHAMIR_THRESHOLD: expected a whole number"))
+        let k = try cli(["keeper"], env: ["SPIKE_KEEPER_TLS_PORT": "localhost"])
+        #expect(k.status == 64 && k.stderr.contains("SPIKE_KEEPER_TLS_PORT: expected [host]:port"))
+        let f = try cli(["keeper"], env: ["SPIKE_SVID_CERT_FILE": "/nonexistent/a.pem", "SPIKE_SVID_KEY_FILE": "/x", "SPIKE_SVID_BUNDLE_FILE": "/y"])
+        #expect(f.status == 64 && f.stderr.contains("/nonexistent/a.pem: no such file"))
+    }
+}
+
+@Suite(.serialized) struct DemoAndNexusProcessTests {
+    @Test func demoJSONSummary() throws {
+        let r = try cli(["demo", "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let line = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(!line.contains("\n"))
+        let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+        #expect(object["operational"] as? Bool == true)
+        #expect(object["secrets"] as? Int == 5 && object["secret_versions"] as? Int == 8 && object["policies"] as? Int == 2)
+        #expect((object["shards_used"] as? [Int])?.count == 2)
+        #expect(r.stderr.contains("demo ok"))
+    }
+
+    @Test func demoKilledMidRunLeavesNothingBehind() throws {
+        let before = Set(try FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory()).filter { $0.hasPrefix("spike-recovery-demo-") })
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = ["demo", "--keepers", "4"]
+        let err = Pipe()
+        p.standardError = err
+        try p.run()
+        // Wait until the keepers are up, then interrupt.
+        var seen = ""
+        let handle = err.fileHandleForReading
+        while !seen.contains("keeper processes up"), p.isRunning {
+            let chunk = handle.availableData
+            if chunk.isEmpty { break }
+            seen += String(decoding: chunk, as: UTF8.self)
+        }
+        let dirLine = seen.split(separator: "\n").first { $0.contains("dev CA and SVIDs") }.map(String.init) ?? ""
+        let dir = dirLine.components(separatedBy: " in ").last ?? ""
+        p.interrupt()
+        p.waitUntilExit()
+        #expect(!dir.isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: dir), "temporary directory left behind")
+        let after = Set(try FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory()).filter { $0.hasPrefix("spike-recovery-demo-") })
+        #expect(after.subtracting(before).isEmpty)
+        // No keeper process of that demo survives.
+        Thread.sleep(forTimeInterval: 0.5)
+        let ps = Process()
+        ps.executableURL = URL(fileURLWithPath: "/usr/bin/pgrep")
+        ps.arguments = ["-f", dir.isEmpty ? "no-such-dir" : dir]
+        ps.standardOutput = Pipe()
+        try ps.run()
+        ps.waitUntilExit()
+        #expect(ps.terminationStatus == 1, "a keeper process outlived the demo")
+    }
+}

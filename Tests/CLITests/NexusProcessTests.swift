@@ -1,0 +1,170 @@
+import BackingStoreWriter
+import Foundation
+import KeeperService
+import Logging
+import NIOPosix
+import SecureMemory
+import Shamir
+import SpiffeIdentity
+import Testing
+
+func freePort() -> Int { 20_000 + Int.random(in: 0..<30_000) }
+
+func portOpen(_ port: Int) -> Bool {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = in_port_t(UInt16(port).bigEndian)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    return withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } } == 0
+}
+
+/// A Nexus process against in-process keepers (real mTLS) and a real SQLite file.
+struct NexusWorld {
+    let dir: URL
+    let keepers: [KeeperServer]
+    let rootKey: SecretBytes
+    let shards: [SecretBytes]
+    var urls: String { keepers.map { "https://127.0.0.1:\($0.port)" }.joined(separator: ",") }
+
+    init(fill: Bool) async throws {
+        dir = try temporaryDirectory()
+        #expect(try cli(["certs", "issue", "--out", dir.path, "--keepers", "3"]).status == 0)
+        var made: [KeeperServer] = []
+        for i in 1...3 {
+            let source = try FileX509Source(certFile: dir.appendingPathComponent("keeper-\(i).pem").path, keyFile: dir.appendingPathComponent("keeper-\(i).key").path,
+                                            bundleFile: dir.appendingPathComponent("bundle.pem").path, trustDomains: ["spike.ist"])
+            let k = KeeperServer(source: source, trustRoots: TrustRoots(), logger: Logger(label: "k"), group: MultiThreadedEventLoopGroup.singleton)
+            try await k.start(host: "127.0.0.1", port: 0)
+            made.append(k)
+        }
+        keepers = made
+        var key: SecretBytes
+        repeat {
+            key = SecretBytes(zeroedCount: 32)
+            key.withUnsafeMutableBytes { for i in 0..<32 { $0[i] = UInt8.random(in: 0...255) } }
+        } while !NativeShamir.isCanonicalNonZero(key)
+        rootKey = key
+        shards = try NativeShamir().split(rootKey: key, threshold: 2, shares: 3).shards.map(\.value)
+        let w = try SpikeDatabaseWriter(path: dir.appendingPathComponent("nexus/data/spike.db").path, rootKey: key)
+        try w.putSecret(path: "a/b", versions: [.init(version: 1, data: ["k": "v"], created: Date())], created: Date(), updated: Date())
+        try w.putPolicy(name: "p", spiffeIDPattern: ".*", pathPattern: ".*", permissions: ["read"], created: 1, updated: 1)
+        if fill { for (k, s) in zip(keepers, shards) { k.slot.store(s) } }
+    }
+
+    func env(port: Int) -> [String: String] {
+        ["SPIKE_NEXUS_KEEPER_PEERS": urls, "SPIKE_NEXUS_DATA_DIR": dir.appendingPathComponent("nexus").path,
+         "SPIKE_SVID_CERT_FILE": dir.appendingPathComponent("nexus.pem").path, "SPIKE_SVID_KEY_FILE": dir.appendingPathComponent("nexus.key").path,
+         "SPIKE_SVID_BUNDLE_FILE": dir.appendingPathComponent("bundle.pem").path, "SPIKE_NEXUS_TLS_PORT": "127.0.0.1:\(port)",
+         "SPIKE_NEXUS_RECOVERY_MAX_INTERVAL": "200ms"]
+    }
+
+    func stop() async {
+        for k in keepers { await k.stop() }
+        try? FileManager.default.removeItem(at: dir)
+    }
+}
+
+@Suite(.serialized) struct NexusProcessTests {
+    @Test func nexusOnceRecoversAndTraces() async throws {
+        let w = try await NexusWorld(fill: true)
+        w.keepers[2].slot.wipe()  // keeper 3 restarted: empty until distribution
+        let trace = w.dir.appendingPathComponent("trace.jsonl").path
+        let r = try cli(["nexus", "--once", "--json", "--trace", trace, "--deadline", "20"], env: w.env(port: freePort()))
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.hasPrefix("{\"operational\":true,\"secrets\":1,\"secret_versions\":1,\"policies\":1,\"shards_used\":[1,2],\"keepers_rejected\":[],\"elapsed_ms\":"))
+        let lines = try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n")
+        #expect(lines.first?.hasPrefix("{\"step\":\"2\",\"event\":\"recovery_begun\",\"t_ms\":") == true)
+        #expect(lines.last?.hasPrefix("{\"step\":\"12\",\"event\":\"operational\"") == true)
+        // --once ran a distribution round: keeper 3 has its shard again.
+        w.keepers[2].slot.withShard { #expect($0?.constantTimeEquals(w.shards[2]) == true) }
+        let all = (r.stderr + (try String(contentsOfFile: trace, encoding: .utf8))).lowercased()
+        for s in w.shards + [w.rootKey] {
+            #expect(!all.contains(s.withUnsafeBytes { $0.map { String(format: "%02x", $0) }.joined() }))
+            #expect(!all.contains(s.withUnsafeBytes { $0.map(String.init).joined(separator: ",") }))
+        }
+        await w.stop()
+    }
+
+    @Test func operatorRestoreThroughTheRouteMakesRecoveryStandDown() async throws {
+        let w = try await NexusWorld(fill: false)
+        let port = freePort()
+        let trace = w.dir.appendingPathComponent("trace.jsonl").path
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = ["nexus", "--once", "--json", "--trace", trace, "--deadline", "30"]
+        var environment = ProcessInfo.processInfo.environment
+        for (k, v) in w.env(port: port) { environment[k] = v }
+        p.environment = environment
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let watchdog = DispatchWorkItem { if p.isRunning { p.terminate() } }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 30, execute: watchdog)
+        defer { watchdog.cancel() }
+        func restore(_ id: Int) throws -> String {
+            let shard = w.shards[id - 1].withUnsafeBytes { $0.map(String.init).joined(separator: ",") }
+            let c = Process()
+            c.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+            c.arguments = ["-s", "-k", "--max-time", "10",
+                           "--cert", w.dir.appendingPathComponent("pilot-restore.pem").path, "--key", w.dir.appendingPathComponent("pilot-restore.key").path,
+                           "-X", "POST", "-d", "{\"id\":\(id),\"shard\":[\(shard)]}", "https://127.0.0.1:\(port)/v1/operator/restore"]
+            let o = Pipe()
+            c.standardOutput = o
+            try c.run()
+            let data = o.fileHandleForReading.readDataToEndOfFile()
+            c.waitUntilExit()
+            return String(decoding: data, as: UTF8.self)
+        }
+        // Wait for the operator port (bounded), then let recovery loop over the empty keepers a little.
+        var up = false
+        for _ in 0..<300 where !up && p.isRunning {
+            up = portOpen(port)
+            if !up { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        if !up {
+            p.terminate()
+            let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            Issue.record("nexus did not open its operator port: \(e)")
+            await w.stop()
+            return
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(try restore(1) == "{\"collected\":1,\"remaining\":1,\"restored\":false}")
+        #expect(try restore(1) == "{\"collected\":1,\"remaining\":1,\"restored\":false}")  // repeated id ignored
+        #expect(try restore(3) == "{\"collected\":2,\"remaining\":0,\"restored\":true}")
+        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0, "\(stderr)")
+        #expect(stdout.hasPrefix("{\"operational\":true,\"secrets\":1,"))
+        let events = try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n")
+        #expect(events.last?.contains("\"event\":\"stand_down\"") == true)
+        #expect(!events.contains { $0.contains("root_key_set") })
+        // The restore pushed shards to every keeper.
+        for (k, s) in zip(w.keepers, w.shards) { k.slot.withShard { #expect($0?.constantTimeEquals(s) == true) } }
+        await w.stop()
+    }
+
+    @Test func restoreFromPilotFiles() async throws {
+        let w = try await NexusWorld(fill: false)
+        let keyFile = w.dir.appendingPathComponent("rk").path
+        try w.rootKey.withUnsafeBytes { $0.map { String(format: "%02x", $0) }.joined() }.write(toFile: keyFile, atomically: true, encoding: .utf8)
+        let files = w.dir.appendingPathComponent("pilot").path
+        #expect(try cli(["shamir", "split", "--threshold", "2", "--shares", "3", "--root-key-file", keyFile, "--out", files]).status == 0)
+        let r = try cli(["nexus", "--once", "--json", "--restore", files + "/spike.recovery.2.txt", files + "/spike.recovery.3.txt"], env: w.env(port: freePort()))
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.hasPrefix("{\"operational\":true,\"secrets\":1,\"secret_versions\":1,\"policies\":1,\"shards_used\":[2,3]"))
+        for (k, s) in zip(w.keepers, w.shards) { k.slot.withShard { #expect($0?.constantTimeEquals(s) == true) } }
+        // Shards of another key do not open the store: refused, exit 1.
+        let other = w.dir.appendingPathComponent("other").path
+        try String(repeating: "1f", count: 32).write(toFile: keyFile, atomically: true, encoding: .utf8)
+        #expect(try cli(["shamir", "split", "--threshold", "2", "--shares", "3", "--root-key-file", keyFile, "--out", other]).status == 0)
+        let bad = try cli(["nexus", "--once", "--restore", other + "/spike.recovery.1.txt", other + "/spike.recovery.2.txt"], env: w.env(port: freePort()))
+        #expect(bad.status == 1)
+        #expect(bad.stderr.contains("does not open the store"))
+        await w.stop()
+    }
+}
