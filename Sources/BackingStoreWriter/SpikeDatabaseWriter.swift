@@ -55,6 +55,17 @@ public final class SpikeDatabaseWriter {
     public func putSecret(path: String, versions: [Version], maxVersions: Int = 10, created: Date, updated: Date) throws {
         try db.execute("BEGIN")
         do {
+            try putSecretInTransaction(path: path, versions: versions, maxVersions: maxVersions, created: created, updated: updated)
+            try db.execute("COMMIT")
+        } catch {
+            try? db.execute("ROLLBACK")
+            throw error
+        }
+    }
+
+    /// The same rows, inside a transaction the caller opened (bulk fixtures).
+    public func putSecretInTransaction(path: String, versions: [Version], maxVersions: Int = 10, created: Date, updated: Date) throws {
+        do {
             let insert = try db.prepare("INSERT OR REPLACE INTO secrets (path, version, nonce, encrypted_data, created_time, deleted_time) VALUES (?, ?, ?, ?, ?, ?)")
             for v in versions {
                 let nonce = Self.randomNonce()
@@ -82,10 +93,6 @@ public final class SpikeDatabaseWriter {
                 try meta.bind(Int32(3 + i), seal(Array(field.utf8), nonce: nonce))
             }
             _ = try meta.step()
-            try db.execute("COMMIT")
-        } catch {
-            try? db.execute("ROLLBACK")
-            throw error
         }
     }
 

@@ -17,7 +17,7 @@ public struct P256Scalar: Sendable {
     @usableFromInline var w2: UInt64
     @usableFromInline var w3: UInt64
 
-    @inline(__always)
+    @inlinable @inline(__always)
     init(_ w0: UInt64, _ w1: UInt64, _ w2: UInt64, _ w3: UInt64) {
         self.w0 = w0
         self.w1 = w1
@@ -29,11 +29,11 @@ public struct P256Scalar: Sendable {
     public static let byteCount = 32
 
     /// n, little-endian limbs.
-    static let n = (UInt64(0xf3b9_cac2_fc63_2551), UInt64(0xbce6_faad_a717_9e84), UInt64(0xffff_ffff_ffff_ffff), UInt64(0xffff_ffff_0000_0000))
+    @usableFromInline static let n = (UInt64(0xf3b9_cac2_fc63_2551), UInt64(0xbce6_faad_a717_9e84), UInt64(0xffff_ffff_ffff_ffff), UInt64(0xffff_ffff_0000_0000))
     /// −n⁻¹ mod 2^64, the Montgomery reduction factor.
-    static let nInv: UInt64 = 0xccd1_c8aa_ee00_bc4f
+    @usableFromInline static let nInv: UInt64 = 0xccd1_c8aa_ee00_bc4f
     /// R² mod n: multiplying by it moves a plain value into Montgomery form.
-    static let r2 = P256Scalar(0x8324_4c95_be79_eea2, 0x4699_799c_49bd_6fa6, 0x2845_b239_2b6b_ec59, 0x66e1_2d94_f3d9_5620)
+    @usableFromInline static let r2 = P256Scalar(0x8324_4c95_be79_eea2, 0x4699_799c_49bd_6fa6, 0x2845_b239_2b6b_ec59, 0x66e1_2d94_f3d9_5620)
 
     public static let zero = P256Scalar(0, 0, 0, 0)
     /// 1 in Montgomery form (R mod n).
@@ -42,7 +42,7 @@ public struct P256Scalar: Sendable {
     // MARK: arithmetic
 
     /// a + b mod n.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func + (a: P256Scalar, b: P256Scalar) -> P256Scalar {
         let (s0, c0) = addCarry(a.w0, b.w0, 0)
         let (s1, c1) = addCarry(a.w1, b.w1, c0)
@@ -52,7 +52,7 @@ public struct P256Scalar: Sendable {
     }
 
     /// a − b mod n.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func - (a: P256Scalar, b: P256Scalar) -> P256Scalar {
         let (d0, b0) = subBorrow(a.w0, b.w0, 0)
         let (d1, b1) = subBorrow(a.w1, b.w1, b0)
@@ -68,24 +68,24 @@ public struct P256Scalar: Sendable {
     }
 
     /// −a mod n.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static prefix func - (a: P256Scalar) -> P256Scalar { zero - a }
 
     /// a·b mod n (Montgomery product: (aR)(bR)/R = abR).
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func * (a: P256Scalar, b: P256Scalar) -> P256Scalar { montgomeryProduct(a, b) }
 
-    public static func += (a: inout P256Scalar, b: P256Scalar) { a = a + b }
-    public static func -= (a: inout P256Scalar, b: P256Scalar) { a = a - b }
-    public static func *= (a: inout P256Scalar, b: P256Scalar) { a = montgomeryProduct(a, b) }
+    @inlinable public static func += (a: inout P256Scalar, b: P256Scalar) { a = a + b }
+    @inlinable public static func -= (a: inout P256Scalar, b: P256Scalar) { a = a - b }
+    @inlinable public static func *= (a: inout P256Scalar, b: P256Scalar) { a = montgomeryProduct(a, b) }
 
     /// a² mod n.
-    @inline(__always)
+    @inlinable @inline(__always)
     public func squared() -> P256Scalar { P256Scalar.montgomeryProduct(self, self) }
 
     /// Given t = (t0..t3, t4) < 2n, returns t mod n by one masked subtraction.
-    @inline(__always)
-    static func reduceOnce(_ t0: UInt64, _ t1: UInt64, _ t2: UInt64, _ t3: UInt64, _ t4: UInt64) -> P256Scalar {
+    @inlinable @inline(__always)
+    @usableFromInline static func reduceOnce(_ t0: UInt64, _ t1: UInt64, _ t2: UInt64, _ t3: UInt64, _ t4: UInt64) -> P256Scalar {
         let (r0, b0) = subBorrow(t0, n.0, 0)
         let (r1, b1) = subBorrow(t1, n.1, b0)
         let (r2, b2) = subBorrow(t2, n.2, b1)
@@ -99,8 +99,8 @@ public struct P256Scalar: Sendable {
 
     /// Coarsely integrated operand scanning (CIOS) Montgomery multiplication,
     /// one outer round per limb of b; t stays below 2n between rounds.
-    @inline(__always)
-    static func montgomeryProduct(_ a: P256Scalar, _ b: P256Scalar) -> P256Scalar {
+    @inlinable @inline(__always)
+    @usableFromInline static func montgomeryProduct(_ a: P256Scalar, _ b: P256Scalar) -> P256Scalar {
         var t0: UInt64 = 0, t1: UInt64 = 0, t2: UInt64 = 0, t3: UInt64 = 0, t4: UInt64 = 0
         @inline(__always)
         func round(_ bi: UInt64) {
@@ -130,7 +130,7 @@ public struct P256Scalar: Sendable {
     // MARK: predicates and selection
 
     /// All ones when self == 0, else zero (a mask, not a Bool, so callers stay branch-free).
-    @inline(__always)
+    @inlinable @inline(__always)
     public var isZeroMask: UInt64 {
         let x = w0 | w1 | w2 | w3
         // (x | −x) has its top bit set exactly when x ≠ 0.
@@ -138,13 +138,13 @@ public struct P256Scalar: Sendable {
     }
 
     /// All ones when a == b, else zero.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func equalMask(_ a: P256Scalar, _ b: P256Scalar) -> UInt64 {
         P256Scalar(a.w0 ^ b.w0, a.w1 ^ b.w1, a.w2 ^ b.w2, a.w3 ^ b.w3).isZeroMask
     }
 
     /// `ifOnes` where `selector` is all ones, `ifZero` where it is zero.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func select(_ selector: UInt64, _ ifOnes: P256Scalar, _ ifZero: P256Scalar) -> P256Scalar {
         P256Scalar((ifOnes.w0 & selector) | (ifZero.w0 & ~selector), (ifOnes.w1 & selector) | (ifZero.w1 & ~selector),
                    (ifOnes.w2 & selector) | (ifZero.w2 & ~selector), (ifOnes.w3 & selector) | (ifZero.w3 & ~selector))

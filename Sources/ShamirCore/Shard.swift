@@ -67,6 +67,14 @@ public enum ShamirValidation {
     }
 
     private static func checkDistinctNonZero(_ ids: [UInt64]) throws(ShamirError) {
+        // Few ids (the usual case): compare pairwise, no allocation.
+        if ids.count <= 32 {
+            for (position, id) in ids.enumerated() {
+                guard id != 0 else { throw .zeroShareID(position: position) }
+                for earlier in ids[..<position] where earlier == id { throw .duplicateShareID(id) }
+            }
+            return
+        }
         var seen = Set<UInt64>()
         seen.reserveCapacity(ids.count)
         for (position, id) in ids.enumerated() {

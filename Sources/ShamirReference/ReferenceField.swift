@@ -54,6 +54,19 @@ public enum ReferenceField {
         return r.bigEndianBytes(width: 32)[31]
     }
 
+    /// `count` rounds of four independent chains r_k = r_k·b mod n (4·count products).
+    public static func interleavedMulMod(_ a: Value, _ b: Value, count: Int) -> UInt8 {
+        let r = (0..<4).map { _ in BigInt() }, product = BigInt(), modulus = n
+        for x in r { cgmp_set(x.raw, a.big.raw) }
+        for _ in 0..<count {
+            for x in r {
+                cgmp_mul(product.raw, x.raw, b.big.raw)
+                cgmp_mod(x.raw, product.raw, modulus.raw)
+            }
+        }
+        return r[0].bigEndianBytes(width: 32)[31] ^ r[3].bigEndianBytes(width: 32)[31]
+    }
+
     /// `count` inversions of a (mpz_invert each time, in place).
     public static func repeatedInverse(_ a: Value, count: Int) -> UInt8 {
         let r = BigInt(), modulus = n

@@ -1,0 +1,92 @@
+import Foundation
+import Logging
+
+/// A swift-log handler for the long-running commands: one line per event,
+/// `2026-11-29T10:45:31.123Z info spike-keeper: message`, written to stderr
+/// through a small buffer that is flushed every 50 ms, when it fills, for
+/// every warning or worse, and at exit. swift-log's StreamLogHandler formats
+/// the local time and writes on every line, which cost the Keeper a third of
+/// its throughput at one log line per request.
+struct LineLogHandler: LogHandler {
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level
+    let label: String
+
+    init(label: String, level: Logger.Level) {
+        self.label = label
+        logLevel = level
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+        var text = LogSink.shared.timestamp() + " \(level) \(label): \(message)"
+        let all = explicit.map { self.metadata.merging($0) { $1 } } ?? metadata
+        if !all.isEmpty { text += " " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") }
+        LogSink.shared.append(text + "\n", urgent: level >= .warning)
+    }
+}
+
+/// The buffered stderr writer behind LineLogHandler.
+final class LogSink: @unchecked Sendable {
+    static let shared = LogSink()
+    private let lock = NSLock()
+    private var buffer: [UInt8] = []
+    private var cachedSecond = -1
+    private var cachedPrefix = ""
+    private let timer: DispatchSourceTimer
+
+    private init() {
+        buffer.reserveCapacity(1 << 16)
+        timer = DispatchSource.makeTimerSource(queue: .global())
+        timer.schedule(deadline: .now() + .milliseconds(50), repeating: .milliseconds(50))
+        timer.setEventHandler { LogSink.shared.flush() }
+        timer.resume()
+        atexit { LogSink.shared.flush() }
+    }
+
+    /// UTC time with milliseconds; the date-and-seconds part is formatted once per second.
+    func timestamp() -> String {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let millis = Int(now.tv_nsec) / 1_000_000
+        return lock.withLock {
+            if Int(now.tv_sec) != cachedSecond {
+                var t = now.tv_sec
+                var parts = tm()
+                gmtime_r(&t, &parts)
+                cachedPrefix = String(format: "%04d-%02d-%02dT%02d:%02d:%02d", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday,
+                                      parts.tm_hour, parts.tm_min, parts.tm_sec)
+                cachedSecond = Int(now.tv_sec)
+            }
+            return cachedPrefix + String(format: ".%03dZ", millis)
+        }
+    }
+
+    func append(_ line: String, urgent: Bool) {
+        let full = lock.withLock {
+            buffer += Array(line.utf8)
+            return buffer.count >= 32 * 1024
+        }
+        if full || urgent { flush() }
+    }
+
+    func flush() {
+        let pending: [UInt8] = lock.withLock {
+            defer { buffer.removeAll(keepingCapacity: true) }
+            return buffer
+        }
+        guard !pending.isEmpty else { return }
+        pending.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let n = write(2, raw.baseAddress! + offset, raw.count - offset)
+                if n <= 0 { break }
+                offset += n
+            }
+        }
+    }
+}
