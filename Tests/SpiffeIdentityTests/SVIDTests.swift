@@ -105,8 +105,13 @@ import X509
         #expect(try FileX509Source.fromEnvironment([:], trustDomains: []) == nil)
     }
 
-    @Test func unreadablePermissions() throws {
-        guard getuid() != 0 else { return }  // root reads everything; CI runs as root
+    @Test func unreadableFiles() throws {
+        // A directory where a file is expected cannot be read, even by root (CI runs as root).
+        try FileManager.default.createDirectory(atPath: path("dir.key"), withIntermediateDirectories: true)
+        #expect(throws: X509SourceError.unreadable(file: path("dir.key"), reason: "permission denied or not a regular file")) {
+            try FileX509Source(certFile: path("svid.pem"), keyFile: path("dir.key"), bundleFile: path("bundle.pem"), trustDomains: [])
+        }
+        guard getuid() != 0 else { return }  // root reads files of any mode
         chmod(path("svid.key"), 0o000)
         #expect(throws: X509SourceError.unreadable(file: path("svid.key"), reason: "permission denied or not a regular file")) { try source() }
     }
