@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import Logging
 import MutualTLS
@@ -36,6 +37,7 @@ public final class KeeperServer: Sendable {
                 let clock = ContinuousClock()
                 let start = clock.now
                 let answer = routes.handle(method: request.method.rawValue, uri: request.uri, body: request.body, peer: request.peer)
+                KeeperServer.count(uri: request.uri, status: answer.status)
                 if logger.logLevel <= .info {
                     var line = "\(request.peer) \(request.method.rawValue) \(request.uri) \(answer.status)"
                     if answer.status == 400, let why = routes.refusalReason(uri: request.uri, body: request.body) { line += " (\(why))" }
@@ -53,6 +55,12 @@ public final class KeeperServer: Sendable {
     }
 
     static let headers = [("Cache-Control", KeeperWire.cacheControl)]
+
+    /// `spike_keeper_requests_total{route,status}`; unknown paths share one label value.
+    static func count(uri: String, status: Int) {
+        let route = uri == KeeperWire.shardPath || uri == KeeperWire.contributePath ? uri : "other"
+        Counter(label: "spike_keeper_requests_total", dimensions: [("route", route), ("status", String(status))]).increment()
+    }
 }
 
 extension MTLSHTTPServer.Limits {

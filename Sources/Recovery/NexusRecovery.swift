@@ -1,4 +1,5 @@
 import BackingStore
+import CoreMetrics
 import Foundation
 import Logging
 import SecureMemory
@@ -399,7 +400,8 @@ public final class NexusRecovery: @unchecked Sendable {
 
     func emit(_ event: RecoveryEvent, keeper: Int? = nil, detail: String? = nil) throws(RecoveryViolation) {
         let transition = try machine.apply(event)
-        trace.record(transition, keeper: keeper, detail: detail)
+        let entry = trace.record(transition, keeper: keeper, detail: detail)
+        RecoveryMetrics.record(event, keeper: keeper, milliseconds: entry.milliseconds)
         var line = "step \(transition.step) \(event.rawValue)"
         if let keeper { line += " keeper=\(keeper)" }
         if let detail { line += " (\(detail))" }
@@ -413,4 +415,24 @@ public final class NexusRecovery: @unchecked Sendable {
 
     /// Test hook: whether every shard buffer ever collected reads back as zeros.
     public var allShardBuffersZero: Bool { collection.everHeld.allSatisfy(\.isAllZero) && candidates.allSatisfy(\.isAllZero) }
+}
+
+/// Metrics of the recovery (swift-metrics; no-ops unless a backend is bootstrapped,
+/// e.g. the Prometheus endpoint of `nexus --metrics-address`).
+enum RecoveryMetrics {
+    static func record(_ event: RecoveryEvent, keeper: Int?, milliseconds: Double) {
+        switch event {
+        case .roundStarted:
+            Counter(label: "spike_recovery_rounds_total").increment()
+        case .shardReceived, .noShard, .shardRejected, .keeperUnreachable:
+            Counter(label: "spike_recovery_keeper_answers_total",
+                    dimensions: [("keeper", keeper.map(String.init) ?? "?"), ("outcome", event.rawValue)]).increment()
+        case .keyVerificationFailed, .badShardsExcluded, .standDown, .deadlineExceeded:
+            Counter(label: "spike_recovery_events_total", dimensions: [("event", event.rawValue)]).increment()
+        case .operational:
+            Gauge(label: "spike_recovery_time_to_operational_seconds").record(milliseconds / 1000)
+        default:
+            break
+        }
+    }
 }

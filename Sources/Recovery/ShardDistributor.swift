@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import Logging
 import SecureMemory
@@ -61,6 +62,8 @@ public final class ShardDistributor: @unchecked Sendable {
             passes += 1
             delivered += accepted.count
         }
+        Counter(label: "spike_distribution_shards_total", dimensions: [("outcome", "delivered")]).increment(by: accepted.count)
+        Counter(label: "spike_distribution_shards_total", dimensions: [("outcome", "failed")]).increment(by: config.keepers.count - accepted.count)
         logger.info("distribution: \(accepted.count) of \(config.keepers.count) keepers hold their shard")
         return accepted
     }

@@ -15,12 +15,15 @@ struct KeeperCommand: AsyncParsableCommand {
             SPIKE_SVID_BUNDLE_FILE, SPIKE_TRUST_ROOT_* and SPIKE_SYSTEM_LOG_LEVEL.
             """)
 
+    @Option(help: "Serve Prometheus metrics on this host:port (GET /metrics, plain HTTP).") var metricsAddress: String?
+
     func run() async throws {
         Settings.bootstrapLogging()
         let logger = Logger(label: "spike-keeper")
         ProcessHardening.apply(logger: logger)
         let keeper: KeeperServer
         do {
+            if let metricsAddress { _ = try await MetricsEndpoint.start(address: metricsAddress) }
             let (host, port) = try Settings.listenAddress("SPIKE_KEEPER_TLS_PORT", default: ":8443")
             let roots = try Settings.trustRoots()
             let source = try Settings.x509Source(trustRoots: roots, logger: logger)

@@ -28,6 +28,7 @@ struct NexusCommand: AsyncParsableCommand {
     @Option(help: "Give up (exit 1) if not operational within this many seconds.") var deadline: Double?
     @Option(help: "Append one JSON object per transition to this file.") var trace: String?
     @Flag(help: "Print the summary as one JSON object on stdout.") var json = false
+    @Option(help: "Serve Prometheus metrics on this host:port (GET /metrics, plain HTTP).") var metricsAddress: String?
 
     func validate() throws {
         if let deadline, !(deadline > 0 && deadline < 1e7) { throw ValidationError("--deadline must be a positive number of seconds") }
@@ -39,6 +40,7 @@ struct NexusCommand: AsyncParsableCommand {
         ProcessHardening.apply(logger: logger)
         let setup: NexusSetup
         do {
+            if let metricsAddress { _ = try await MetricsEndpoint.start(address: metricsAddress) }
             setup = try NexusSetup.fromEnvironment(logger: logger, deadline: deadline.map { .milliseconds(Int64($0 * 1000)) })
         } catch let error as OperatorError {
             throw fail(error)

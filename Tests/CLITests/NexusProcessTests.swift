@@ -168,3 +168,50 @@ struct NexusWorld {
         await w.stop()
     }
 }
+
+@Suite(.serialized) struct MetricsEndpointTests {
+    func scrape(_ port: Int) throws -> String {
+        let c = Process()
+        c.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        c.arguments = ["-s", "--max-time", "5", "http://127.0.0.1:\(port)/metrics"]
+        let o = Pipe()
+        c.standardOutput = o
+        try c.run()
+        let data = o.fileHandleForReading.readDataToEndOfFile()
+        c.waitUntilExit()
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    @Test func nexusExportsRecoveryMetrics() async throws {
+        let w = try await NexusWorld(fill: true)
+        let metrics = freePort()
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = ["nexus", "--metrics-address", "127.0.0.1:\(metrics)"]
+        var environment = ProcessInfo.processInfo.environment
+        for (k, v) in w.env(port: freePort()) { environment[k] = v }
+        p.environment = environment
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        defer { if p.isRunning { p.terminate() } }
+        var text = ""
+        for _ in 0..<200 where !text.contains("spike_recovery_time_to_operational_seconds") {
+            try await Task.sleep(for: .milliseconds(50))
+            text = (try? scrape(metrics)) ?? ""
+        }
+        #expect(text.contains("spike_recovery_rounds_total 1"))
+        #expect(text.contains("spike_recovery_keeper_answers_total{keeper=\"1\",outcome=\"shard_received\"} 1") ||
+                text.contains("spike_recovery_keeper_answers_total{outcome=\"shard_received\",keeper=\"1\"} 1"))
+        #expect(text.contains("spike_recovery_time_to_operational_seconds"))
+        var delivered = false
+        for _ in 0..<100 where !delivered {
+            delivered = (try? scrape(metrics))?.contains("spike_distribution_shards_total{outcome=\"delivered\"} 3") ?? false
+            if !delivered { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(delivered)
+        p.terminate()
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0)
+        await w.stop()
+    }
+}
