@@ -219,32 +219,3 @@ public struct VectorGenerator {
                                         rootKey: Hex.encode(key.withUnsafeBytes { [UInt8]($0) })))
     }
 }
-
-/// A small deterministic PRNG (SplitMix64) for choosing subsets and orders.
-struct SplitMix64 {
-    var state: UInt64
-
-    init(label: String) {
-        let digest = ReferenceShamir.sha256(Array("spike-recovery/rng/\(label)".utf8))
-        state = digest.prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-
-    /// Fisher–Yates with this generator (Swift's own shuffle is not stable across versions).
-    mutating func shuffled<T>(_ items: [T]) -> [T] {
-        var a = items
-        guard a.count > 1 else { return a }
-        for i in stride(from: a.count - 1, to: 0, by: -1) {
-            let j = Int(next() % UInt64(i + 1))
-            a.swapAt(i, j)
-        }
-        return a
-    }
-}

@@ -25,7 +25,7 @@ struct BenchCommand: AsyncParsableCommand {
             results.append((key, ns))
             if !json { Console.say(key.padding(toLength: 34, withPad: " ", startingAt: 0) + String(format: "%14.1f %@", ns, key.hasSuffix("_ms") ? "ms" : "ns")) }
         }
-        var rng = BenchRNG(state: 0x5eed)
+        var rng = SplitMix64(seed: 0x5eed)
         let a = rng.scalarBytes(), b = rng.scalarBytes()
 
         // Field multiplication. `mul_ns`: cost per product with four independent
@@ -128,20 +128,3 @@ private func median(_ batches: Int, _ measure: () -> Double) -> Double {
 /// Keeps results alive so the optimizer cannot drop the measured work.
 nonisolated(unsafe) private var sinkValue: UInt64 = 0
 @inline(never) private func sink<T: BinaryInteger>(_ v: T) { sinkValue &+= UInt64(truncatingIfNeeded: v) }
-
-private struct BenchRNG {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-    mutating func scalarBytes() -> [UInt8] {
-        while true {
-            let b = (0..<32).map { _ in UInt8(truncatingIfNeeded: next()) }
-            if b.lexicographicallyPrecedes(ShamirConstants.groupOrderBigEndian) { return b }
-        }
-    }
-}
