@@ -42,6 +42,7 @@ int csm_running_on_valgrind(void) {
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 int csm_disable_core_dumps(void) {
     int failed = 0;
@@ -52,5 +53,13 @@ int csm_disable_core_dumps(void) {
 }
 
 int csm_lock_all_memory(void) {
+    /* MCL_FUTURE under a small RLIMIT_MEMLOCK would make later allocations
+     * fail; lock only when the limit leaves room to grow (or as root, which
+     * holds CAP_IPC_LOCK). */
+    struct rlimit limit;
+    if (geteuid() != 0) {
+        if (getrlimit(RLIMIT_MEMLOCK, &limit) != 0) return errno;
+        if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < (rlim_t)1 << 30) return ENOMEM;
+    }
     return mlockall(MCL_CURRENT | MCL_FUTURE) == 0 ? 0 : errno;
 }

@@ -86,7 +86,28 @@ public final class MTLSClient: Sendable {
         }
         let channel: Channel
         do {
-            channel = try await bootstrap.connect(host: target.host, port: target.port).get()
+            // Connecting can be abandoned too: a cancelled caller stops waiting at once,
+            // and a connection that completes afterwards is closed.
+            let connected = eventLoop.makePromise(of: Channel.self)
+            let abandoned = RefusalBox()
+            bootstrap.connect(host: target.host, port: target.port).whenComplete { result in
+                switch result {
+                case .success(let ch):
+                    if abandoned.reason != nil { ch.close(promise: nil) } else { connected.succeed(ch) }
+                case .failure(let e):
+                    connected.fail(e)
+                }
+            }
+            channel = try await withTaskCancellationHandler {
+                try await connected.futureResult.get()
+            } onCancel: {
+                abandoned.reason = "cancelled"
+                connected.fail(CancellationError())
+            }
+        } catch is CancellationError {
+            deadlineTask.cancel()
+            responsePromise.fail(CancellationError())
+            throw CancellationError()
         } catch {
             deadlineTask.cancel()
             responsePromise.fail(MTLSClientError.connectionClosed)
@@ -128,8 +149,10 @@ public final class MTLSClient: Sendable {
     }
 
     static func describe(_ error: Error) -> String {
-        if let e = error as? IOError { return "\(e.description)" }
-        if let e = error as? NIOConnectionError { return e.connectionErrors.first.map { "\($0.error)" } ?? "connection refused" }
+        if let e = error as? IOError { return String(cString: strerror(e.errnoCode)).lowercased() }
+        if let e = error as? NIOConnectionError {
+            return e.connectionErrors.first.map { describe($0.error) } ?? "connection refused"
+        }
         return "\(error)"
     }
 

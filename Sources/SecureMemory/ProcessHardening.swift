@@ -14,7 +14,11 @@ public enum ProcessHardening {
         if dumps & 1 != 0 { missing.append("core-dump limit") }
         if dumps & 2 != 0 { missing.append("PR_SET_DUMPABLE") }
         let lockError = csm_lock_all_memory()
-        if lockError != 0 { missing.append("mlockall (\(String(cString: strerror(lockError))); secrets may reach swap)") }
+        if lockError == ENOMEM {
+            missing.append("mlockall (RLIMIT_MEMLOCK below 1 GiB; raise it or run with CAP_IPC_LOCK; secrets may reach swap)")
+        } else if lockError != 0 {
+            missing.append("mlockall (\(String(cString: strerror(lockError))); secrets may reach swap)")
+        }
         return missing.isEmpty ? nil : "memory hardening incomplete: " + missing.joined(separator: ", ")
     }
 }

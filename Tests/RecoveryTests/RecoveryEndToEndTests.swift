@@ -103,12 +103,13 @@ final class World: @unchecked Sendable {
     }
 
     /// A keeper (valid keeper SVID) that answers with `body` after `delay`.
-    func addScriptedKeeper(status: HTTPResponseStatus = .ok, delay: Duration = .zero, body: @escaping @Sendable () -> [UInt8]) async throws {
+    func addScriptedKeeper(status: HTTPResponseStatus = .ok, delay: Duration = .zero, gate: Gate? = nil, body: @escaping @Sendable () -> [UInt8]) async throws {
         let server = MTLSHTTPServer(group: group)
         try await server.start(host: "127.0.0.1", port: 0, source: StaticX509Source(try pki.snapshot(path: "/spike/keeper/\(urls.count + 1)")),
                                policy: .roles([.nexus], trustRoots: TrustRoots()), tooLargeResponse: .init(status: .payloadTooLarge, body: []),
                                onRefused: { _ in }, responder: .async { _ in
                                    if delay > .zero { try? await Task.sleep(for: delay) }
+                                   if let gate { await gate.wait(limit: .seconds(20)) }
                                    return HTTPResponseData(status: status, body: body())
                                })
         extraServers.append(server)
@@ -121,13 +122,14 @@ final class World: @unchecked Sendable {
     }
 
     func recovery(deadline: Duration? = nil, maxBackoff: Duration = .milliseconds(200), initialBackoff: Duration = .milliseconds(50),
-                  requestDeadline: Duration = .seconds(2), urls: [String]? = nil, shares: Int? = nil) throws -> NexusRecovery {
+                  requestDeadline: Duration = .seconds(2), urls: [String]? = nil, shares: Int? = nil,
+                  observer: (@Sendable (TraceEntry) -> Void)? = nil) throws -> NexusRecovery {
         let list = urls ?? self.urls
         let config = RecoveryConfiguration(keepers: list, threshold: threshold, shares: shares ?? list.count, databasePath: databasePath,
                                            maximumBackoff: maxBackoff, initialBackoff: initialBackoff, requestDeadline: requestDeadline,
                                            deadline: deadline, updateInterval: .seconds(3600))
         return NexusRecovery(config: config, client: MTLSKeeperClient(group: group, source: nexusSource, trustRoots: TrustRoots()),
-                             store: SQLiteStore(path: databasePath), holder: RootKeyHolder(), trace: try TraceRecorder(), logger: logger)
+                             store: SQLiteStore(path: databasePath), holder: RootKeyHolder(), trace: try TraceRecorder(observer: observer), logger: logger)
     }
 
     func distributor(for r: NexusRecovery) -> ShardDistributor {
@@ -157,6 +159,17 @@ final class World: @unchecked Sendable {
 
 func events(_ r: NexusRecovery) -> [String] { r.trace.recorded.map(\.event) }
 
+/// Holds a scripted keeper's answer until an event of the recovery opens it.
+final class Gate: @unchecked Sendable {
+    private let lock = NSLock()
+    private var isOpen = false
+    func open() { lock.withLock { isOpen = true } }
+    func wait(limit: Duration) async {
+        let until = ContinuousClock.now + limit
+        while !lock.withLock({ isOpen }) && ContinuousClock.now < until { try? await Task.sleep(for: .milliseconds(5)) }
+    }
+}
+
 @Suite(.serialized) struct RecoveryEndToEndTests {
     @Test func happyPathThreeKeepersThresholdTwo() async throws {
         let w = try World(secrets: 7)
@@ -183,15 +196,21 @@ func events(_ r: NexusRecovery) -> [String] { r.trace.recorded.map(\.event) }
         try await w.addDownKeeper()        // 1
         try await w.addSilentKeeper()      // 2
         try await w.addScriptedKeeper { Array("{\"shard\":[\(Array(repeating: "7", count: 33).joined(separator: ","))],\"Err\":\"\"}".utf8) }  // 3
-        // Keepers 4 and 5 hold the real shards and answer ~150 ms late, so the
-        // down, silent and garbage keepers have all had their say first.
+        // Keepers 4 and 5 hold the real shards and answer only once the down and
+        // garbage keepers have had their say (the silent one never answers).
         let good = try NativeShamir().split(rootKey: w.rootKey, threshold: 2, shares: 5).shards.map { $0.value.withUnsafeBytes { Array($0) } }
+        let gate = Gate()
         for i in [3, 4] {
             let bytes = good[i]
-            try await w.addScriptedKeeper(delay: .milliseconds(150)) { KeeperWire.shardBody(SecretBytes(copying: bytes.withUnsafeBytes { $0 })) }
+            try await w.addScriptedKeeper(gate: gate) { KeeperWire.shardBody(SecretBytes(copying: bytes.withUnsafeBytes { $0 })) }
+        }
+        let seen = LogCapture()
+        let observer: @Sendable (TraceEntry) -> Void = { entry in
+            if entry.event == "keeper_unreachable" || entry.event == "shard_rejected" { seen.append(entry.event) }
+            if Set(seen.all).count == 2 { gate.open() }
         }
         let started = ContinuousClock.now
-        let r = try w.recovery(requestDeadline: .seconds(5))
+        let r = try w.recovery(requestDeadline: .seconds(5), observer: observer)
         let outcome = await r.run(distributor: nil)
         let elapsed = ContinuousClock.now - started
         #expect(outcome.ending == .operational)
@@ -234,16 +253,17 @@ func events(_ r: NexusRecovery) -> [String] { r.trace.recorded.map(\.event) }
         let w = try World()
         try await w.addKeeper()
         try await w.addKeeper()
-        // Keeper 3 answers with its real shard, but later than the others.
+        // Keeper 3 answers with its real shard, but only after the key from shards {1, 2} has failed.
         let third = try NativeShamir().split(rootKey: w.rootKey, threshold: 2, shares: 3).shards[2].value.withUnsafeBytes { Array($0) }
-        try await w.addScriptedKeeper(delay: .milliseconds(300)) {
+        let gate = Gate()
+        try await w.addScriptedKeeper(gate: gate) {
             KeeperWire.shardBody(SecretBytes(copying: third.withUnsafeBytes { $0 }))
         }
         // Keeper 1 holds a shard of another root key.
         let stale = try NativeShamir().split(rootKey: randomRootKey(), threshold: 2, shares: 3).shards[0].value
         w.fill(0, with: stale)
         w.fill(1)
-        let r = try w.recovery()
+        let r = try w.recovery(requestDeadline: .seconds(30), observer: { if $0.event == "key_verification_failed" { gate.open() } })
         let outcome = await r.run(distributor: nil)
         #expect(outcome.ending == .operational)
         #expect(outcome.keepersRejected == [1])
