@@ -60,7 +60,7 @@ let package = Package(
         // Writes SPIKE-format databases (tests and the demo only; recovery never writes).
         .target(
             name: "BackingStoreWriter",
-            dependencies: ["BackingStore", "SecureMemory", .product(name: "Crypto", package: "swift-crypto")]),
+            dependencies: ["BackingStore", "SecureMemory", "SpikeWire", .product(name: "Crypto", package: "swift-crypto")]),
         .target(
             name: "MutualTLS",
             dependencies: [

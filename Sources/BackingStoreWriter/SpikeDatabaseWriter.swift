@@ -2,6 +2,7 @@ import BackingStore
 import Crypto
 import Foundation
 import SecureMemory
+import SpikeWire
 
 /// Writes SPIKE-format databases exactly as Go SPIKE Nexus does — schema,
 /// WAL mode, AES-256-GCM under the root key, salted metadata nonces, Go's
@@ -126,25 +127,7 @@ public final class SpikeDatabaseWriter {
     /// Go's encoding/json for map[string]string: keys sorted, HTML-safe escaping
     /// (<, >, & as \u003c, \u003e, \u0026), U+2028/U+2029 escaped.
     public static func goJSON(_ map: [String: String]) -> String {
-        "{" + map.keys.sorted().map { goString($0) + ":" + goString(map[$0]!) }.joined(separator: ",") + "}"
-    }
-
-    static func goString(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "<", ">", "&", "\u{2028}", "\u{2029}":
-                out += String(format: "\\u%04x", scalar.value)
-            default:
-                if scalar.value < 0x20 { out += String(format: "\\u%04x", scalar.value) } else { out.unicodeScalars.append(scalar) }
-            }
-        }
-        return out + "\""
+        "{" + map.keys.sorted().map { JSONText.quoted($0, goHTMLSafe: true) + ":" + JSONText.quoted(map[$0]!, goHTMLSafe: true) }.joined(separator: ",") + "}"
     }
 
     /// Go's `2006-01-02 15:04:05.999999999-07:00` (UTC here; trailing zeros of the fraction dropped).

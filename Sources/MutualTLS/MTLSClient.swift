@@ -65,7 +65,17 @@ public final class MTLSClient: Sendable {
         let policy = self.policy, source = self.source
         let timeout = TimeAmount.nanoseconds(Int64(deadline / .nanoseconds(1)))
         let milliseconds = Int(deadline / .milliseconds(1))
+        var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: target.path)
+        head.headers.add(name: "Host", value: target.hostHeader)
+        head.headers.add(name: "Content-Type", value: "application/json")
+        head.headers.add(name: "Content-Length", value: String(body.count))
+        head.headers.add(name: "Connection", value: "close")
+        let request = RequestBytes(head: head, body: body.withUnsafeBytes { SecretBytes(copying: $0) })
 
+        // The whole exchange runs on the event loop: the request is written when
+        // the channel becomes active (NIOSSL holds it until the handshake is
+        // done) and the response completes the promise. The calling task only
+        // waits, so a busy cooperative pool cannot delay the request.
         let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(timeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -78,55 +88,28 @@ public final class MTLSClient: Sendable {
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(tls)
                     try sync.addHTTPClientHandlers()
-                    try sync.addHandler(ResponseCollector(promise: responsePromise, limit: limit))
+                    try sync.addHandler(ResponseCollector(promise: responsePromise, limit: limit, request: request))
                 }
             }
         let deadlineTask = eventLoop.scheduleTask(in: timeout) {
             responsePromise.fail(MTLSClientError.deadlineExceeded(milliseconds))
         }
-        let channel: Channel
-        do {
-            // Connecting can be abandoned too: a cancelled caller stops waiting at once,
-            // and a connection that completes afterwards is closed.
-            let connected = eventLoop.makePromise(of: Channel.self)
-            let abandoned = RefusalBox()
-            bootstrap.connect(host: target.host, port: target.port).whenComplete { result in
-                switch result {
-                case .success(let ch):
-                    if abandoned.reason != nil { ch.close(promise: nil) } else { connected.succeed(ch) }
-                case .failure(let e):
-                    connected.fail(e)
+        let connected = ChannelBox()
+        bootstrap.connect(host: target.host, port: target.port).whenComplete { result in
+            switch result {
+            case .success(let channel):
+                connected.set(channel)
+            case .failure(let error):
+                if case ChannelError.connectTimeout = error {
+                    responsePromise.fail(MTLSClientError.deadlineExceeded(milliseconds))
+                } else {
+                    responsePromise.fail(MTLSClientError.connectFailed(Self.describe(error)))
                 }
             }
-            channel = try await withTaskCancellationHandler {
-                try await connected.futureResult.get()
-            } onCancel: {
-                abandoned.reason = "cancelled"
-                connected.fail(CancellationError())
-            }
-        } catch is CancellationError {
-            deadlineTask.cancel()
-            responsePromise.fail(CancellationError())
-            throw CancellationError()
-        } catch {
-            deadlineTask.cancel()
-            responsePromise.fail(MTLSClientError.connectionClosed)
-            if case ChannelError.connectTimeout = error { throw MTLSClientError.deadlineExceeded(milliseconds) }
-            throw MTLSClientError.connectFailed(Self.describe(error))
         }
-        var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: target.path)
-        head.headers.add(name: "Host", value: target.hostHeader)
-        head.headers.add(name: "Content-Type", value: "application/json")
-        head.headers.add(name: "Content-Length", value: String(body.count))
-        head.headers.add(name: "Connection", value: "close")
-        var buffer = channel.allocator.buffer(capacity: body.count)
-        buffer.writeBytes(body)
-        channel.write(HTTPClientRequestPart.head(head), promise: nil)
-        channel.write(HTTPClientRequestPart.body(.byteBuffer(buffer)), promise: nil)
-        channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
         defer {
             deadlineTask.cancel()
-            channel.close(promise: nil)
+            connected.close()
         }
         do {
             // Cancelling the calling task (e.g. recovery has enough shards) ends the request at once.
@@ -176,6 +159,38 @@ public final class MTLSClient: Sendable {
     }
 }
 
+/// The request a client channel sends once active.
+/// Request bodies may carry shards (contribute): kept in a wiping buffer.
+struct RequestBytes: @unchecked Sendable {
+    let head: HTTPRequestHead
+    let body: SecretBytes
+}
+
+/// The connected channel, closed when the caller is done (or at once, if the
+/// caller finished before the connection completed).
+final class ChannelBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var channel: Channel?
+    private var closed = false
+
+    func set(_ channel: Channel) {
+        let closeNow = lock.withLock { () -> Bool in
+            if closed { return true }
+            self.channel = channel
+            return false
+        }
+        if closeNow { channel.close(promise: nil) }
+    }
+
+    func close() {
+        let channel = lock.withLock { () -> Channel? in
+            closed = true
+            return self.channel
+        }
+        channel?.close(promise: nil)
+    }
+}
+
 final class RefusalBox: @unchecked Sendable {
     private let lock = NSLock()
     private var value: String?
@@ -188,15 +203,27 @@ final class RefusalBox: @unchecked Sendable {
 /// Gathers one response; fails the promise past the size limit or on early close.
 final class ResponseCollector: ChannelInboundHandler {
     typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundOut = HTTPClientRequestPart
     let promise: EventLoopPromise<(Int, SecretBytes)>
     let limit: Int
+    let request: RequestBytes
     var status = 0
     var body: [UInt8] = []
 
-    init(promise: EventLoopPromise<(Int, SecretBytes)>, limit: Int) {
+    init(promise: EventLoopPromise<(Int, SecretBytes)>, limit: Int, request: RequestBytes) {
         self.promise = promise
         self.limit = limit
+        self.request = request
         body.reserveCapacity(limit)
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        var buffer = context.channel.allocator.buffer(capacity: request.body.count)
+        request.body.withUnsafeBytes { buffer.writeBytes($0) }
+        context.write(wrapOutboundOut(.head(request.head)), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

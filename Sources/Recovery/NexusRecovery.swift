@@ -5,6 +5,7 @@ import Logging
 import SecureMemory
 import Shamir
 import ShamirCore
+import SpikeWire
 
 /// How a recovery run ended, with the counts the `--json` summary prints.
 public struct RecoveryOutcome: Sendable {
@@ -40,7 +41,7 @@ public struct RecoveryOutcome: Sendable {
         case .stoodDown:
             return "{\"operational\":false,\"reason\":\"stood down: an operator restore installed the root key\"}"
         case .failed(let reason):
-            return "{\"operational\":false,\"reason\":\"\(TraceEntry.escape(reason))\"}"
+            return "{\"operational\":false,\"reason\":" + JSONText.quoted(reason) + "}"
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import SpikeWire
 
 /// One recorded transition: step id, event, time since start, and public
 /// detail (keeper ids, outcomes) — never shard or key bytes.
@@ -13,20 +14,8 @@ public struct TraceEntry: Sendable, Equatable {
     public var jsonLine: String {
         var s = "{\"step\":\"\(step)\",\"event\":\"\(event)\",\"t_ms\":\(String(format: "%.3f", milliseconds))"
         if let keeper { s += ",\"keeper\":\(keeper)" }
-        if let detail { s += ",\"detail\":\"\(Self.escape(detail))\"" }
+        if let detail { s += ",\"detail\":" + JSONText.quoted(detail) }
         return s + "}"
-    }
-
-    static func escape(_ text: String) -> String {
-        var out = ""
-        for u in text.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            default: if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
-            }
-        }
-        return out
     }
 }
 

@@ -78,3 +78,12 @@ struct SpecTable {
         #expect(c.firstUntriedSubset() == [1, 3])
     }
 }
+
+@Suite struct TraceLineTests {
+    @Test func traceLinesAreJSONWithEscapedDetail() throws {
+        let entry = TraceEntry(step: "4.4", event: "shard_rejected", milliseconds: 1.5, keeper: 3, detail: "bad \"shard\" <x>\n")
+        #expect(entry.jsonLine == #"{"step":"4.4","event":"shard_rejected","t_ms":1.500,"keeper":3,"detail":"bad \"shard\" <x>\n"}"#)
+        let parsed = try JSONSerialization.jsonObject(with: Data(entry.jsonLine.utf8)) as? [String: Any]
+        #expect(parsed?["detail"] as? String == "bad \"shard\" <x>\n")
+    }
+}
