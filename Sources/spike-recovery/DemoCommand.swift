@@ -133,10 +133,9 @@ final class DemoRun: @unchecked Sendable {
 
         // Nexus: starts without a root key and recovers.
         say("nexus", "starts with no root key in memory (step 1)")
-        var config = RecoveryConfiguration(keepers: urls, threshold: threshold, shares: keeperCount, databasePath: databasePath,
+        let config = RecoveryConfiguration(keepers: urls, threshold: threshold, shares: keeperCount, databasePath: databasePath,
                                            maximumBackoff: .seconds(1), initialBackoff: .milliseconds(200), requestDeadline: .seconds(2),
                                            deadline: .seconds(30), updateInterval: .seconds(300))
-        config.initialBackoff = .milliseconds(200)
         let client = MTLSKeeperClient(group: group, source: try source("nexus", roots: roots), trustRoots: roots)
         let holder = RootKeyHolder()
         let trace = try TraceRecorder(observer: { [self] entry in

@@ -109,16 +109,7 @@ enum RootKeyFile {
         var content = bytes[...]
         while let last = content.last, last == 0x0a || last == 0x0d { content = content.dropLast() }
         if content.count == 64 {
-            let key = SecretBytes(zeroedCount: 32)
-            var ok = true
-            key.withUnsafeMutableBytes { out in
-                for k in 0..<32 {
-                    let hi = nibble(content[content.startIndex + 2 * k]), lo = nibble(content[content.startIndex + 2 * k + 1])
-                    if hi > 15 || lo > 15 { ok = false }
-                    out[k] = (hi << 4) | (lo & 0x0f)
-                }
-            }
-            guard ok else { throw OperatorError("\(path): not 64 hex characters", exitCode: 64) }
+            guard let key = PilotShardFile.decodeHex(content) else { throw OperatorError("\(path): not 64 hex characters", exitCode: 64) }
             return key
         }
         guard bytes.count == 32 else {
@@ -126,6 +117,4 @@ enum RootKeyFile {
         }
         return bytes.withUnsafeBytes { SecretBytes(copying: $0) }
     }
-
-    static func nibble(_ c: UInt8) -> UInt8 { PilotShardFile.nibble(c) }
 }

@@ -235,3 +235,18 @@ struct KeeperFixture {
         #expect(!output.lowercased().contains(shardB.map { String(format: "%02x", $0) }.joined()))
     }
 }
+
+@Suite struct PilotShardFileTests {
+    @Test func parsesAndRefuses() throws {
+        let hex = String(repeating: "aB", count: 32)
+        let parsed = try PilotShardFile.parse(Array("spike:7:\(hex)\n".utf8))
+        #expect(parsed.id == 7)
+        #expect(parsed.value.withUnsafeBytes { Array($0) } == [UInt8](repeating: 0xab, count: 32))
+        #expect(throws: PilotShardFile.Problem.notHex) { try PilotShardFile.parse(Array("spike:7:\(String(repeating: "g", count: 64))".utf8)) }
+        #expect(throws: PilotShardFile.Problem.zeroShard) { try PilotShardFile.parse(Array("spike:7:\(String(repeating: "0", count: 64))".utf8)) }
+        #expect(throws: PilotShardFile.Problem.idOutOfRange(1001)) { try PilotShardFile.parse(Array("spike:1001:\(hex)".utf8)) }
+        #expect(throws: PilotShardFile.Problem.badID) { try PilotShardFile.parse(Array("spike:07:\(hex)".utf8)) }
+        #expect(PilotShardFile.decodeHex(Array("abc".utf8)) == nil)
+        #expect(PilotShardFile.decodeHex(Array("0fF0".utf8))?.withUnsafeBytes { Array($0) } == [0x0f, 0xf0])
+    }
+}
