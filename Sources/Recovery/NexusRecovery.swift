@@ -250,13 +250,13 @@ public final class NexusRecovery: @unchecked Sendable {
             var check = verify(candidate)
             // 7.3: with spare shards, find the key the store accepts and drop the shards off it.
             if collection.count > t, check.isVerifiable {
-                var winner: (key: SecretBytes, subset: [Int])? = check.opens ? (candidate, subset) : nil
+                var winner: (key: SecretBytes, subset: [Int], check: Verification)? = check.opens ? (candidate, subset, check) : nil
                 if winner == nil {
                     for other in collection.untriedSubsets() {
-                        collection.markTried(other)
-                        let key = try reconstruct(other)
-                        if verify(key).opens {
-                            winner = (key, other)
+                        let key = try reconstruct(other)  // marks the subset tried
+                        let result = verify(key)
+                        if result.opens {
+                            winner = (key, other, result)
                             break
                         }
                         key.wipe()
@@ -271,7 +271,7 @@ public final class NexusRecovery: @unchecked Sendable {
                         if winner.key !== candidate { candidate.wipe() }
                         candidate = winner.key
                         try emit(.badShardsExcluded, detail: "excluded keepers \(off); key from shards \(winner.subset)")
-                        check = verify(candidate)
+                        check = winner.check
                     }
                 }
             }
