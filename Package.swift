@@ -26,6 +26,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
+        // The SPIFFE Workload API client (gRPC over a Unix socket).
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.0"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0", traits: []),
     ],
     targets: [
         // C libraries from the system (libgmp-dev, libssl-dev), each behind a tiny shim header.
@@ -88,12 +93,33 @@ let package = Package(
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ]),
+        // Generated from Spec/workload-api/workload.proto by tools/generate-workload-api (committed).
+        .target(
+            name: "WorkloadAPIProto",
+            dependencies: [
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+            ]),
+        // SVIDs from a SPIFFE Workload API endpoint (SPIRE agent), as an X509Source.
+        .target(
+            name: "WorkloadAPI",
+            dependencies: [
+                "WorkloadAPIProto", "SpiffeIdentity", "SecureMemory",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]),
         .target(name: "ShamirVectors", dependencies: ["ShamirCore", "SecureMemory", "ShamirReference"]),
         .executableTarget(
             name: "spike-recovery",
             dependencies: [
                 "Shamir", "ShamirReference", "ShamirVectors", "ShamirCore", "SecureMemory", "ScalarField",
                 "SpiffeIdentity", "MutualTLS", "KeeperService", "SpikeWire", "Recovery", "BackingStore", "BackingStoreWriter",
+                "WorkloadAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -111,6 +137,9 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]),
+        // Hostile-input parsers as libFuzzer targets (tools/fuzz), and their corpus replayer.
+        .target(name: "FuzzTargets", dependencies: ["SpikeWire", "SpiffeIdentity", "ShamirVectors", "SecureMemory"]),
+        .executableTarget(name: "spike-fuzz", dependencies: ["FuzzTargets"]),
         // Run under valgrind by tools/ct-check; optimized like the code it checks.
         .executableTarget(
             name: "ct-harness", dependencies: ["Shamir", "ScalarField", "SecureMemory", "ShamirCore"],
@@ -148,13 +177,24 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]),
         .testTarget(
+            name: "WorkloadAPITests",
+            dependencies: [
+                "WorkloadAPI", "WorkloadAPIProto", "SpiffeIdentity", "MutualTLS", "SecureMemory",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]),
+        .testTarget(
             name: "CLITests",
             dependencies: [
-                "BackingStoreWriter", "KeeperService", "SecureMemory", "Shamir", "SpiffeIdentity",
+                "BackingStoreWriter", "KeeperService", "SecureMemory", "Shamir", "SpiffeIdentity", "WorkloadAPI",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]),
         .testTarget(name: "SecureMemoryTests", dependencies: ["SecureMemory"]),
+        .testTarget(name: "FuzzCorpusTests", dependencies: ["FuzzTargets"]),
         .testTarget(name: "ShamirReferenceTests", dependencies: ["ShamirReference", "ShamirCore", "SecureMemory"]),
         .testTarget(name: "ScalarFieldTests", dependencies: ["ScalarField", "ShamirReference", "ShamirCore"]),
         .testTarget(

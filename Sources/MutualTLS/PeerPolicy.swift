@@ -88,6 +88,8 @@ final class TLSContextCache: @unchecked Sendable {
 
     func context() throws -> NIOSSLContext {
         let snapshot = source.current
+        // A source keeps its last good SVID while it cannot get a new one, but never past its expiry.
+        guard !snapshot.leafRulesChecked || snapshot.notAfter > Date() else { throw SVIDExpired(id: snapshot.id, notAfter: snapshot.notAfter) }
         lock.lock()
         defer { lock.unlock() }
         if let cached, cached.generation == snapshot.generation { return cached.context }
@@ -110,6 +112,13 @@ final class TLSContextCache: @unchecked Sendable {
         cached = (snapshot.generation, context)
         return context
     }
+}
+
+/// The SVID's leaf has expired and the source has no newer one.
+public struct SVIDExpired: Error, CustomStringConvertible {
+    public let id: SpiffeID
+    public let notAfter: Date
+    public var description: String { "the SVID \(id) expired at \(notAfter) and no newer one has arrived" }
 }
 
 /// A task executor on a dedicated serial queue for handshake verification

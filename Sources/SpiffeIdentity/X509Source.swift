@@ -20,6 +20,12 @@ public struct X509Snapshot: Sendable {
     public let bundles: [String: [Certificate]]
     public let generation: UInt64
 
+    /// When the leaf expires; TLS layers refuse to present it afterwards.
+    public var notAfter: Date { chain[0].notValidAfter }
+    /// False only for test snapshots made by `presenting`, which must reach
+    /// the peer even when broken or expired.
+    public let leafRulesChecked: Bool
+
     /// A snapshot that presents `chain` as is, skipping the SVID rules on the
     /// leaf: for tests that must present a broken SVID to a peer.
     @_spi(Testing)
@@ -55,6 +61,7 @@ public struct X509Snapshot: Sendable {
         self.privateKey = privateKey
         self.bundles = bundles
         self.generation = generation
+        leafRulesChecked = checkLeaf
     }
 }
 

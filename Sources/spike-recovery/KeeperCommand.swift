@@ -26,7 +26,7 @@ struct KeeperCommand: AsyncParsableCommand {
             if let metricsAddress { _ = try await MetricsEndpoint.start(address: metricsAddress) }
             let (host, port) = try Settings.listenAddress("SPIKE_KEEPER_TLS_PORT", default: ":8443")
             let roots = try Settings.trustRoots()
-            let source = try Settings.x509Source(trustRoots: roots, logger: logger)
+            let source = try await Settings.x509Source(trustRoots: roots, logger: logger)
             let me = source.current.id
             guard roots.id(me, hasRole: .keeper) else {
                 throw OperatorError("the SVID \(me) is not a keeper ID (expected spiffe://<\(SpikeRole.keeper.trustRootVariable)>/spike/keeper[/...])",

@@ -41,7 +41,7 @@ struct NexusCommand: AsyncParsableCommand {
         let setup: NexusSetup
         do {
             if let metricsAddress { _ = try await MetricsEndpoint.start(address: metricsAddress) }
-            setup = try NexusSetup.fromEnvironment(logger: logger, deadline: deadline.map { .milliseconds(Int64($0 * 1000)) })
+            setup = try await NexusSetup.fromEnvironment(logger: logger, deadline: deadline.map { .milliseconds(Int64($0 * 1000)) })
         } catch let error as OperatorError {
             throw fail(error)
         }
@@ -127,7 +127,7 @@ final class NexusSetup: @unchecked Sendable {
         restore = OperatorRestore(threshold: config.threshold, shares: config.shares, store: store, holder: holder, distributor: distributor, logger: logger)
     }
 
-    static func fromEnvironment(logger: Logger, deadline: Duration?) throws -> NexusSetup {
+    static func fromEnvironment(logger: Logger, deadline: Duration?) async throws -> NexusSetup {
         let env = Settings.environment
         guard let peers = env[RecoveryConfiguration.peersVariable], !peers.isEmpty else {
             throw Settings.bad(RecoveryConfiguration.peersVariable, "not set (comma-separated https URLs of the keepers)")
@@ -160,7 +160,7 @@ final class NexusSetup: @unchecked Sendable {
             throw OperatorError(error.description, exitCode: 64)
         }
         let roots = try Settings.trustRoots()
-        let source = try Settings.x509Source(trustRoots: roots, logger: logger)
+        let source = try await Settings.x509Source(trustRoots: roots, logger: logger)
         guard roots.id(source.current.id, hasRole: .nexus) else {
             throw OperatorError("the SVID \(source.current.id) is not a nexus ID (expected spiffe://<\(SpikeRole.nexus.trustRootVariable)>/spike/nexus[/...])", exitCode: 64)
         }

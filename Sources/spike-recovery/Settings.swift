@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SpiffeIdentity
+import WorkloadAPI
 
 /// Reading the SPIKE environment: every bad value is one line naming the
 /// variable and what is expected (exit code 64).
@@ -64,8 +65,9 @@ enum Settings {
         }
     }
 
-    /// The SVID source: files when SPIKE_SVID_*_FILE are set (watched for rotation).
-    static func x509Source(trustRoots: TrustRoots, logger: Logger) throws -> any X509Source {
+    /// The SVID source: files when SPIKE_SVID_*_FILE are set (watched for
+    /// rotation), otherwise the Workload API at SPIFFE_ENDPOINT_SOCKET.
+    static func x509Source(trustRoots: TrustRoots, logger: Logger) async throws -> any X509Source {
         let domains = Array(Set(SpikeRole.allCases.flatMap { trustRoots.roots(for: $0) })).sorted()
         do {
             if let files = try FileX509Source.fromEnvironment(environment, trustDomains: domains,
@@ -76,11 +78,35 @@ enum Settings {
         } catch {
             throw OperatorError("\(error)", exitCode: 64)
         }
-        let socket = environment["SPIFFE_ENDPOINT_SOCKET"] ?? "unix:///tmp/spire-agent/public/api.sock"
-        throw OperatorError(
-            "no SVID: set \(FileX509Source.certVariable), \(FileX509Source.keyVariable) and \(FileX509Source.bundleVariable) "
-                + "(the Workload API at \(socket) is not supported by this build yet)", exitCode: 64)
+        let endpoint: WorkloadEndpoint
+        do {
+            endpoint = try WorkloadEndpoint.fromEnvironment(environment)
+        } catch {
+            throw OperatorError(error.description + " (or set \(FileX509Source.certVariable), \(FileX509Source.keyVariable) and \(FileX509Source.bundleVariable))", exitCode: 64)
+        }
+        var options = WorkloadAPIX509Source.Options()
+        options.selector = SVIDSelector(parsing: environment[workloadHintVariable] ?? "")
+        options.startupWait = try duration(workloadWaitVariable, default: .seconds(30))
+        logger.info("asking the Workload API at \(endpoint) for \(options.selector)")
+        do {
+            return try await WorkloadAPIX509Source.start(endpoint: endpoint, options: options) { event in
+                switch event {
+                case .updated(let s):
+                    logger.info("SVID \(s.id) from the Workload API (generation \(s.generation), valid until \(s.notAfter))")
+                case .refused(let why): logger.warning("\(why); keeping the previous SVID")
+                case .streamLost(let why, let retryIn): logger.warning("Workload API stream lost: \(why); retrying in \(retryIn)")
+                case .expired(let s): logger.error("the SVID \(s.id) expired at \(s.notAfter) and the Workload API has sent no newer one")
+                }
+            }
+        } catch {
+            throw OperatorError(error.description + "; set \(workloadWaitVariable) to wait longer", exitCode: 1)
+        }
     }
+
+    /// Which SVID to take when the Workload API offers several: a hint, or a SPIFFE ID.
+    static let workloadHintVariable = "SPIKE_WORKLOAD_API_SVID_HINT"
+    /// How long to wait for the first SVID at start-up.
+    static let workloadWaitVariable = "SPIKE_WORKLOAD_API_TIMEOUT"
 
     static func bootstrapLogging() {
         let level: Logger.Level

@@ -1,0 +1,159 @@
+import Foundation
+import GRPCCore
+import SpiffeIdentity
+import WorkloadAPIProto
+
+/// SVIDs from the SPIFFE Workload API (a SPIRE agent): follows the
+/// `FetchX509SVID` stream, and each usable message replaces SVID and bundles
+/// at once, so the next TLS handshake presents the new SVID.
+///
+/// Invariant: once `start` has returned, `current` is the newest usable
+/// SVID received (generation 1, 2, …). A refused message, a lost stream or a
+/// server restart never removes it; TLS stops presenting it when it expires
+/// (MutualTLS checks `notAfter`).
+public final class WorkloadAPIX509Source: X509Source, @unchecked Sendable {
+    public struct Options: Sendable {
+        public var selector: SVIDSelector = .first
+        /// How long `start` waits for the first usable SVID.
+        public var startupWait: Duration = .seconds(30)
+        public var backoff = BackoffPolicy()
+        public init() {}
+    }
+
+    public enum Event: Sendable {
+        /// A new SVID is current.
+        case updated(X509Snapshot)
+        /// A message could not be used; the previous SVID stays.
+        case refused(String)
+        /// The stream ended or failed; it is reopened after `retryIn`.
+        case streamLost(String, retryIn: Duration)
+        /// The current SVID has expired and no newer one has arrived.
+        case expired(X509Snapshot)
+    }
+
+    public let endpoint: WorkloadEndpoint
+    private let options: Options
+    private let onEvent: @Sendable (Event) -> Void
+    private let connection: WorkloadAPIConnection
+    private let lock = NSLock()
+    private var snapshot: X509Snapshot?
+    private var accepted: UInt64 = 0
+    private var lastProblem = "no response yet"
+    private var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
+    private var nextWaiter = 0
+    private var follower: Task<Void, Never>?
+
+    /// Connects and waits (up to `options.startupWait`) for the first usable SVID.
+    public static func start(endpoint: WorkloadEndpoint, options: Options = Options(),
+                             onEvent: @escaping @Sendable (Event) -> Void = { _ in }) async throws(WorkloadAPIError) -> WorkloadAPIX509Source {
+        let source = try WorkloadAPIX509Source(endpoint: endpoint, options: options, onEvent: onEvent)
+        source.follow()
+        if await source.firstSVID(within: options.startupWait) { return source }
+        let problem = source.locked { $0.lastProblem }
+        await source.close()
+        throw .noSVID(endpoint: endpoint.address, waited: options.startupWait, lastProblem: problem)
+    }
+
+    private init(endpoint: WorkloadEndpoint, options: Options, onEvent: @escaping @Sendable (Event) -> Void) throws(WorkloadAPIError) {
+        self.endpoint = endpoint
+        self.options = options
+        self.onEvent = onEvent
+        connection = try WorkloadAPIConnection(endpoint: endpoint, reconnect: options.backoff)
+    }
+
+    public var current: X509Snapshot {
+        locked { $0.snapshot! }  // set before `start` returns, never cleared
+    }
+
+    /// Stops following the stream and closes the connection; `current` stays readable.
+    public func close() async {
+        let task = locked { $0.follower }
+        task?.cancel()
+        await task?.value
+        await connection.close()
+    }
+
+    /// The loop holds the source until `close` (a source lives as long as its process).
+    private func follow() {
+        let task = Task { [connection, options] in
+            await WorkloadAPIConnection.follow(
+                backoff: options.backoff,
+                delivered: { self.locked { $0.accepted } },
+                call: {
+                    let request = ClientRequest(message: X509SVIDRequest(), metadata: WorkloadAPIConnection.securityHeader)
+                    try await connection.api.fetchX509SVID(request: request, options: WorkloadAPIConnection.streamOptions) { response in
+                        for try await message in response.messages { self.accept(message) }
+                    }
+                },
+                lost: { why, retryIn in self.streamLost(why, retryIn: retryIn) })
+        }
+        locked { $0.follower = task }
+    }
+
+    private func accept(_ received: X509SVIDResponse) {
+        var message = received
+        defer { X509Response.wipeKeys(&message) }
+        let generation = locked { ($0.snapshot?.generation ?? 0) + 1 }
+        do {
+            let next = try X509Response.snapshot(message, selecting: options.selector, generation: generation)
+            let woken: [CheckedContinuation<Void, Never>] = locked { state in
+                state.snapshot = next
+                state.accepted += 1
+                defer { state.waiters = [:] }
+                return Array(state.waiters.values)
+            }
+            woken.forEach { $0.resume() }
+            onEvent(.updated(next))
+        } catch {
+            locked { $0.lastProblem = error.description }
+            onEvent(.refused(error.description))
+        }
+    }
+
+    private func streamLost(_ why: String, retryIn: Duration) {
+        let expired: X509Snapshot? = locked {
+            $0.lastProblem = why
+            guard let s = $0.snapshot, s.notAfter <= Date() else { return nil }
+            return s
+        }
+        onEvent(.streamLost(why, retryIn: retryIn))
+        if let expired { onEvent(.expired(expired)) }
+    }
+
+    /// True once an SVID is current; false if `wait` passed first.
+    private func firstSVID(within wait: Duration) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask { await self.firstSVIDArrived(); return !Task.isCancelled }
+            group.addTask { try? await Task.sleep(for: wait); return false }
+            let result = await group.next() ?? false
+            group.cancelAll()
+            return result || locked { $0.snapshot != nil }
+        }
+    }
+
+    private func firstSVIDArrived() async {
+        let id = locked { state -> Int in
+            state.nextWaiter += 1
+            return state.nextWaiter
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = locked { state -> Bool in
+                    if state.snapshot != nil || Task.isCancelled { return true }
+                    state.waiters[id] = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            let waiter = locked { $0.waiters.removeValue(forKey: id) }
+            waiter?.resume()
+        }
+    }
+
+    private func locked<T>(_ body: (WorkloadAPIX509Source) throws -> T) rethrows -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body(self)
+    }
+}

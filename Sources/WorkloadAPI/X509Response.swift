@@ -1,0 +1,73 @@
+import Foundation
+import SecureMemory
+import SpiffeIdentity
+import WorkloadAPIProto
+import X509
+
+/// Turns a `FetchX509SVID` message into a snapshot, refusing anything that
+/// is not a complete, consistent identity (so a bad message never replaces
+/// a good SVID).
+enum X509Response {
+    static func snapshot(_ message: X509SVIDResponse, selecting selector: SVIDSelector, generation: UInt64, now: Date = Date())
+        throws(WorkloadAPIError) -> X509Snapshot
+    {
+        guard !message.svids.isEmpty else { throw .badResponse("no SVIDs in the response") }
+        let chosen: X509SVID
+        switch selector {
+        case .first: chosen = message.svids[0]
+        case .hint(let hint):
+            guard let match = message.svids.first(where: { $0.hint == hint }) else {
+                throw .badResponse("no SVID with hint \"\(hint)\" among \(message.svids.count)")
+            }
+            chosen = match
+        case .id(let id):
+            guard let match = message.svids.first(where: { $0.spiffeID == id }) else {
+                throw .badResponse("no SVID for \(id) among \(message.svids.count)")
+            }
+            chosen = match
+        }
+        do throws(X509SourceError) {
+            let declared: SpiffeID
+            do {
+                declared = try SpiffeID(parsing: chosen.spiffeID)
+            } catch {
+                throw .invalid(file: "spiffe_id", reason: "\(error)")
+            }
+            let chain = try DERCertificates.parse(Array(chosen.x509Svid), what: "x509_svid")
+            var keyDER = Array(chosen.x509SvidKey)
+            defer { SecureMemory.wipe(&keyDER) }
+            let key = try DERCertificates.pkcs8PrivateKey(keyDER, what: "x509_svid_key")
+            var bundles: [String: [Certificate]] = [:]
+            bundles[declared.trustDomain] = try DERCertificates.parse(Array(chosen.bundle), what: "bundle")
+            for (domainID, der) in message.federatedBundles.sorted(by: { $0.key < $1.key }) {
+                let what = "federated_bundles[\(domainID)]"
+                guard let domain = try? SpiffeID(parsing: domainID), domain.path.isEmpty else {
+                    throw .invalid(file: what, reason: "the key is not a trust domain's SPIFFE ID (spiffe://domain)")
+                }
+                guard domain.trustDomain != declared.trustDomain else { continue }  // never override our own domain's bundle
+                bundles[domain.trustDomain] = try DERCertificates.parse(Array(der), what: what)
+            }
+            guard chain[0].notValidAfter > now else {
+                throw .invalid(file: "x509_svid", reason: "the leaf expired at \(chain[0].notValidAfter)")
+            }
+            let snapshot = try X509Snapshot(chain: chain, privateKey: key, bundles: bundles, generation: generation)
+            guard snapshot.id == declared else {
+                throw .invalid(file: "x509_svid", reason: "the leaf is \(snapshot.id), the response says \(declared)")
+            }
+            return snapshot
+        } catch {
+            switch error {
+            case .keyDoesNotMatchCertificate: throw .badResponse("x509_svid_key does not match the x509_svid leaf")
+            default: throw .badResponse(error.description)
+            }
+        }
+    }
+
+    /// Zeroes the key bytes a message holds, as far as we own them.
+    static func wipeKeys(_ message: inout X509SVIDResponse) {
+        for i in message.svids.indices {
+            let count = message.svids[i].x509SvidKey.count
+            message.svids[i].x509SvidKey.resetBytes(in: 0..<count)
+        }
+    }
+}

@@ -1,0 +1,176 @@
+import Foundation
+
+/// A loopback TCP proxy in front of one keeper that injects network faults
+/// below TLS (so the mTLS between Nexus and keeper stays end to end). Runs on
+/// its own threads with blocking sockets: nothing here touches Swift's
+/// cooperative pool.
+final class FaultProxy: @unchecked Sendable {
+    enum Mode: Equatable {
+        /// Forward both ways.
+        case pass
+        /// Accept, wait this long, then connect upstream: every answer arrives that much later.
+        case delay(TimeInterval)
+        /// Accept and read, never answer (a host that swallows traffic).
+        case blackhole
+        /// Forward the handshake, then half of the keeper's first reply bytes, then RST.
+        case resetMidResponse
+    }
+
+    let port: Int
+    let upstreamPort: Int
+    private let listener: Int32
+    private let lock = NSLock()
+    private var currentMode: Mode = .pass
+    private var open: Set<Int32> = []
+    private var stopped = false
+
+    var mode: Mode {
+        get { lock.withLock { currentMode } }
+        set { lock.withLock { currentMode = newValue } }
+    }
+
+    init(upstreamPort: Int) throws {
+        self.upstreamPort = upstreamPort
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var addr = Self.loopback(port: 0)
+        let bound = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, listen(fd, 128) == 0 else {
+            close(fd)
+            throw CocoaError(.fileWriteUnknown)
+        }
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+        }
+        listener = fd
+        port = Int(UInt16(bigEndian: addr.sin_port))
+        Thread { [self] in acceptLoop() }.start()
+    }
+
+    /// Closes the listener and every connection.
+    func stop() {
+        let fds: [Int32] = lock.withLock {
+            stopped = true
+            return Array(open)
+        }
+        shutdown(listener, Int32(SHUT_RDWR))
+        close(listener)
+        for fd in fds { shutdown(fd, Int32(SHUT_RDWR)) }
+    }
+
+    static func loopback(port: Int) -> sockaddr_in {
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return addr
+    }
+
+    private func track(_ fd: Int32) { lock.withLock { _ = open.insert(fd) } }
+    private func finish(_ fd: Int32, reset: Bool = false) {
+        let mine = lock.withLock { open.remove(fd) != nil }
+        guard mine else { return }
+        if reset {
+            // SO_LINGER 0: close sends RST instead of FIN.
+            var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+        }
+        shutdown(fd, Int32(SHUT_RDWR))
+        close(fd)
+    }
+
+    private func acceptLoop() {
+        while true {
+            let client = accept(listener, nil, nil)
+            if client < 0 {
+                if lock.withLock({ stopped }) { return }
+                continue
+            }
+            track(client)
+            let mode = self.mode
+            Thread { [self] in serve(client, mode: mode) }.start()
+        }
+    }
+
+    private func serve(_ client: Int32, mode: Mode) {
+        switch mode {
+        case .blackhole:
+            drain(client)
+            finish(client)
+            return
+        case .delay(let seconds):
+            Thread.sleep(forTimeInterval: seconds)
+        case .pass, .resetMidResponse:
+            break
+        }
+        let upstream = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = Self.loopback(port: upstreamPort)
+        let connected = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(upstream, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else {
+            close(upstream)
+            finish(client, reset: true)
+            return
+        }
+        track(upstream)
+        let clientChunks = Counter()
+        Thread { [self] in
+            pump(from: client, to: upstream) { _ in clientChunks.bump(); return .forward }
+            finish(upstream)
+        }.start()
+        var cut = false
+        pump(from: upstream, to: client) { count in
+            // After the client's second flight (its certificate and Finished),
+            // what the keeper sends is its reply.
+            guard mode == .resetMidResponse, clientChunks.value >= 2 else { return .forward }
+            cut = true
+            return .forwardPrefixThenStop(max(1, count / 2))
+        }
+        finish(client, reset: cut)
+        finish(upstream, reset: cut)
+    }
+
+    enum Verdict { case forward, forwardPrefixThenStop(Int) }
+
+    private func pump(from: Int32, to: Int32, _ decide: (Int) -> Verdict) {
+        var buffer = [UInt8](repeating: 0, count: 16 * 1024)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(from, $0.baseAddress, $0.count) }
+            if n <= 0 { return }
+            switch decide(n) {
+            case .forward:
+                guard writeAll(to, buffer, n) else { return }
+            case .forwardPrefixThenStop(let k):
+                _ = writeAll(to, buffer, k)
+                return
+            }
+        }
+    }
+
+    private func writeAll(_ fd: Int32, _ buffer: [UInt8], _ count: Int) -> Bool {
+        var done = 0
+        while done < count {
+            let w = buffer.withUnsafeBytes { write(fd, $0.baseAddress! + done, count - done) }
+            if w <= 0 { return false }
+            done += w
+        }
+        return true
+    }
+
+    private func drain(_ fd: Int32) {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while buffer.withUnsafeMutableBytes({ read(fd, $0.baseAddress, $0.count) }) > 0 {}
+    }
+}
+
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var n = 0
+    func bump() { lock.withLock { n += 1 } }
+    var value: Int { lock.withLock { n } }
+}

@@ -1,0 +1,444 @@
+import BackingStoreWriter
+import Foundation
+import SecureMemory
+import Shamir
+import Testing
+
+/// Runs a command to completion off the cooperative pool; bounded in time.
+func run(_ executable: String, _ args: [String], timeout: TimeInterval = 30) async -> (status: Int32, output: String) {
+    await withCheckedContinuation { continuation in
+        Thread {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: executable)
+            p.arguments = args
+            let out = Pipe()
+            p.standardOutput = out
+            p.standardError = out
+            do { try p.run() } catch {
+                continuation.resume(returning: (-1, "\(error)"))
+                return
+            }
+            let killer = DispatchWorkItem { if p.isRunning { p.terminate() } }
+            DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: killer)
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            killer.cancel()
+            continuation.resume(returning: (p.terminationStatus, String(decoding: data, as: UTF8.self)))
+        }.start()
+    }
+}
+
+/// Polls `condition` every 20 ms until it holds or `timeout` passes.
+func eventually(_ timeout: TimeInterval = 20, _ condition: () -> Bool) async throws -> Bool {
+    let end = Date().addingTimeInterval(timeout)
+    while Date() < end {
+        if condition() { return true }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    return condition()
+}
+
+/// Secrets a run must never print: each in the forms a leak would take.
+struct SecretScan {
+    let forms: [String]
+
+    init(_ secrets: [SecretBytes]) {
+        var forms: [String] = []
+        for s in secrets {
+            let bytes = s.withUnsafeBytes { Array($0) }
+            let hex = bytes.map { String(format: "%02x", $0) }.joined()
+            forms += [hex, hex.uppercased(), bytes.map(String.init).joined(separator: ","),
+                      bytes.map(String.init).joined(separator: ", "), Data(bytes).base64EncodedString()]
+            // A leak of any 16-byte window is still a leak.
+            forms.append(String(hex.prefix(32)))
+            forms.append(String(hex.suffix(32)))
+        }
+        self.forms = forms
+    }
+
+    /// Records an issue naming the place (never the secret) for each leak.
+    func check(_ text: String, _ place: String) {
+        for (i, form) in forms.enumerated() where text.contains(form) {
+            Issue.record("secret \(i / 7) leaked into \(place) (form \(i % 7))")
+        }
+    }
+}
+
+/// Three keeper processes, each reached through a FaultProxy (or, with
+/// `namespaces`, living in its own network namespace), a SPIKE database
+/// under a fresh root key, and Nexus processes run against them.
+final class FaultWorld: @unchecked Sendable {
+    let dir: URL
+    let rootKey: SecretBytes
+    let shards: [SecretBytes]
+    let keeperPorts: [Int]
+    var keepers: [Process?] = [nil, nil, nil]
+    var proxies: [FaultProxy] = []
+    let namespaces: NetworkNamespaces?
+    let scan: SecretScan
+
+    init(namespaces: NetworkNamespaces? = nil) async throws {
+        dir = try temporaryDirectory()
+        self.namespaces = namespaces
+        #expect(try await cliOffPool(["certs", "issue", "--out", dir.path, "--keepers", "3"], env: [:]).status == 0)
+        var key: SecretBytes
+        repeat {
+            key = SecretBytes(zeroedCount: 32)
+            key.withUnsafeMutableBytes { for i in 0..<32 { $0[i] = UInt8.random(in: 0...255) } }
+        } while !NativeShamir.isCanonicalNonZero(key)
+        rootKey = key
+        shards = try NativeShamir().split(rootKey: key, threshold: 2, shares: 3).shards.map(\.value)
+        scan = SecretScan([key] + shards)
+        let writer = try SpikeDatabaseWriter(path: dir.appendingPathComponent("nexus/data/spike.db").path, rootKey: key)
+        try writer.putSecret(path: "db/creds", versions: [.init(version: 1, data: ["password": "hunter2"], created: Date())],
+                             created: Date(), updated: Date())
+        keeperPorts = namespaces == nil ? (0..<3).map { _ in freePort() } : [8443, 8443, 8443]
+        for i in 0..<3 { try startKeeper(i) }
+        for i in 0..<3 { #expect(try await eventually { self.keeperListening(i) }, "keeper \(i + 1) did not start") }
+        if namespaces == nil { proxies = try keeperPorts.map { try FaultProxy(upstreamPort: $0) } }
+        for i in 0..<3 { #expect(try await contribute(i, shards[i])) }
+    }
+
+    /// Where Nexus reaches keeper i (0-based).
+    func url(_ i: Int) -> String {
+        if let namespaces { return "https://\(namespaces.keeperAddress(i)):\(keeperPorts[i])" }
+        return "https://127.0.0.1:\(proxies[i].port)"
+    }
+
+    func keeperListening(_ i: Int) -> Bool {
+        if namespaces != nil { return FileManager.default.fileExists(atPath: logPath("keeper-\(i + 1)")) && log("keeper-\(i + 1)").contains("listening") }
+        return portOpen(keeperPorts[i])
+    }
+
+    func logPath(_ name: String) -> String { dir.appendingPathComponent("\(name).log").path }
+    func log(_ name: String) -> String { (try? String(contentsOfFile: logPath(name), encoding: .utf8)) ?? "" }
+
+    /// Starts keeper i (empty, as every fresh keeper is).
+    func startKeeper(_ i: Int) throws {
+        let p = Process()
+        var env = ProcessInfo.processInfo.environment
+        env["SPIKE_SVID_CERT_FILE"] = dir.appendingPathComponent("keeper-\(i + 1).pem").path
+        env["SPIKE_SVID_KEY_FILE"] = dir.appendingPathComponent("keeper-\(i + 1).key").path
+        env["SPIKE_SVID_BUNDLE_FILE"] = dir.appendingPathComponent("bundle.pem").path
+        if let namespaces {
+            env["SPIKE_KEEPER_TLS_PORT"] = "\(namespaces.keeperAddress(i)):\(keeperPorts[i])"
+            p.executableURL = URL(fileURLWithPath: NetworkNamespaces.ip)
+            p.arguments = ["netns", "exec", namespaces.names[i], binary, "keeper"]
+        } else {
+            env["SPIKE_KEEPER_TLS_PORT"] = "127.0.0.1:\(keeperPorts[i])"
+            p.executableURL = URL(fileURLWithPath: binary)
+            p.arguments = ["keeper"]
+        }
+        p.environment = env
+        let logURL = URL(fileURLWithPath: logPath("keeper-\(i + 1)"))
+        if !FileManager.default.fileExists(atPath: logURL.path) { FileManager.default.createFile(atPath: logURL.path, contents: nil) }
+        let handle = try FileHandle(forWritingTo: logURL)
+        handle.seekToEndOfFile()
+        p.standardError = handle
+        p.standardOutput = handle
+        try p.run()
+        keepers[i] = p
+    }
+
+    func signal(_ i: Int, _ sig: Int32) { if let p = keepers[i] { kill(p.processIdentifier, sig) } }
+    func freeze(_ i: Int) { signal(i, SIGSTOP) }
+    func thaw(_ i: Int) { signal(i, SIGCONT) }
+
+    /// Kills keeper i outright (its shard dies with it) and starts a fresh, empty one.
+    func restartKeeper(_ i: Int) async throws {
+        signal(i, SIGKILL)
+        keepers[i]?.waitUntilExit()
+        try startKeeper(i)
+        #expect(try await eventually { self.keeperListening(i) })
+    }
+
+    func curl(_ i: Int, _ path: String, _ body: String) async -> String {
+        let direct = namespaces.map { "https://\($0.keeperAddress(i)):\(keeperPorts[i])" } ?? "https://127.0.0.1:\(keeperPorts[i])"
+        return await run("/usr/bin/curl", ["-s", "-k", "--max-time", "5", "--cert", dir.appendingPathComponent("nexus.pem").path,
+                                           "--key", dir.appendingPathComponent("nexus.key").path, "-X", "POST", "-d", body,
+                                           direct + path]).output
+    }
+
+    func contribute(_ i: Int, _ shard: SecretBytes) async throws -> Bool {
+        let array = shard.withUnsafeBytes { $0.map(String.init).joined(separator: ",") }
+        return await curl(i, "/v1/store/contribute", "{\"shard\":[\(array)]}") == "{}"
+    }
+
+    /// True when keeper i holds exactly the shard Go SPIKE would give it for the root key.
+    func holdsItsShard(_ i: Int) async -> Bool {
+        let array = shards[i].withUnsafeBytes { $0.map(String.init).joined(separator: ",") }
+        return await curl(i, "/v1/store/shard", "{}") == "{\"shard\":[\(array)],\"Err\":\"\"}"
+    }
+
+    /// A Nexus process (stdout, stderr and trace go to files).
+    final class Nexus: @unchecked Sendable {
+        let process = Process()
+        let name: String
+        let world: FaultWorld
+        var trace: String { (try? String(contentsOfFile: world.dir.appendingPathComponent("\(name).trace").path, encoding: .utf8)) ?? "" }
+        var stdout: String { world.log("\(name).out") }
+        var stderr: String { world.log(name) }
+
+        init(_ world: FaultWorld, name: String, args: [String], env extra: [String: String] = [:]) throws {
+            self.world = world
+            self.name = name
+            process.executableURL = URL(fileURLWithPath: binary)
+            process.arguments = ["nexus", "--json", "--trace", world.dir.appendingPathComponent("\(name).trace").path] + args
+            var env = ProcessInfo.processInfo.environment
+            env["SPIKE_SVID_CERT_FILE"] = world.dir.appendingPathComponent("nexus.pem").path
+            env["SPIKE_SVID_KEY_FILE"] = world.dir.appendingPathComponent("nexus.key").path
+            env["SPIKE_SVID_BUNDLE_FILE"] = world.dir.appendingPathComponent("bundle.pem").path
+            env["SPIKE_NEXUS_KEEPER_PEERS"] = (0..<3).map(world.url).joined(separator: ",")
+            env["SPIKE_NEXUS_DATA_DIR"] = world.dir.appendingPathComponent("nexus").path
+            env["SPIKE_NEXUS_TLS_PORT"] = "127.0.0.1:\(freePort())"
+            env["SPIKE_NEXUS_KEEPER_REQUEST_TIMEOUT"] = "1s"
+            env["SPIKE_NEXUS_RECOVERY_MAX_INTERVAL"] = "200ms"
+            for (k, v) in extra { env[k] = v }
+            process.environment = env
+            for file in ["\(name).out", name] { FileManager.default.createFile(atPath: world.logPath(file), contents: nil) }
+            process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: world.logPath("\(name).out")))
+            process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: world.logPath(name)))
+            try process.run()
+        }
+
+        /// Trace lines with this event (and keeper, if given).
+        func events(_ event: String, keeper: Int? = nil) -> [String] {
+            trace.split(separator: "\n").map(String.init).filter { line in
+                line.contains("\"event\":\"\(event)\"")
+                    && (keeper.map { k in line.contains("\"keeper\":\(k),") || line.hasSuffix("\"keeper\":\(k)}") } ?? true)
+            }
+        }
+
+        func exit(within seconds: TimeInterval = 30) async throws -> Int32 {
+            if try await !eventually(seconds, { !self.process.isRunning }) {
+                process.terminate()
+                Issue.record("nexus did not exit within \(seconds) s")
+            }
+            process.waitUntilExit()
+            return process.terminationStatus
+        }
+
+        var summary: [String: Any]? {
+            (try? JSONSerialization.jsonObject(with: Data(stdout.utf8))) as? [String: Any]
+        }
+    }
+
+    func nexus(_ name: String, _ args: [String] = ["--once", "--deadline", "30"], env: [String: String] = [:]) throws -> Nexus {
+        try Nexus(self, name: name, args: args, env: env)
+    }
+
+    /// Scans everything the run wrote for the root key and shards, then removes it all.
+    func finish() {
+        for i in 0..<3 {
+            thaw(i)
+            keepers[i]?.terminate()
+            keepers[i]?.waitUntilExit()
+        }
+        for p in proxies { p.stop() }
+        if let files = try? FileManager.default.contentsOfDirectory(atPath: dir.path) {
+            for f in files where f.hasSuffix(".log") || f.hasSuffix(".trace") {
+                scan.check(log(String(f.dropLast(4))) + ((try? String(contentsOfFile: dir.appendingPathComponent(f).path, encoding: .utf8)) ?? ""), f)
+            }
+        }
+        try? FileManager.default.removeItem(at: dir)
+    }
+}
+
+@Suite(.serialized) struct FaultTests {
+    /// A keeper that takes seconds per answer (within the deadline) is waited for when it is needed.
+    @Test func slowKeeperWithinTheDeadline() async throws {
+        let w = try await FaultWorld()
+        defer { w.finish() }
+        w.proxies[2].mode = .delay(1.5)
+        w.freeze(1)
+        let n = try w.nexus("nexus", ["--once", "--deadline", "30"], env: ["SPIKE_NEXUS_KEEPER_REQUEST_TIMEOUT": "4s"])
+        #expect(try await n.exit() == 0, "\(n.stderr)")
+        #expect(n.summary?["shards_used"] as? [Int] == [1, 3])
+        #expect((n.summary?["elapsed_ms"] as? Int ?? 0) >= 1500)
+        #expect(n.events("root_key_set").count == 1)
+    }
+
+    /// Answers after the deadline, a blackhole, and a reset mid-reply are each
+    /// reported for that keeper every round; once a second good keeper is
+    /// reachable, recovery completes from it.
+    @Test(arguments: [
+        ("after-deadline", FaultProxy.Mode.delay(2), "no response within 1000 ms"),
+        ("blackhole", FaultProxy.Mode.blackhole, "no response within 1000 ms"),
+        ("reset", FaultProxy.Mode.resetMidResponse, ""),
+    ])
+    func faultyKeeperIsReportedAndRecoveryCompletes(name: String, mode: FaultProxy.Mode, detail: String) async throws {
+        let w = try await FaultWorld()
+        defer { w.finish() }
+        w.proxies[2].mode = mode
+        w.freeze(1)
+        let n = try w.nexus("nexus")
+        #expect(try await eventually { n.events("keeper_unreachable", keeper: 3).count >= 2 }, "\(name): keeper 3 not reported")
+        let reports = n.events("keeper_unreachable", keeper: 3)
+        if !detail.isEmpty { #expect(reports.allSatisfy { $0.contains(detail) }, "\(reports)") }
+        else { #expect(reports.allSatisfy { !$0.contains("no response within") }, "a reset must fail fast: \(reports)") }
+        #expect(n.events("root_key_set").isEmpty, "installed a key with one good keeper")
+        w.thaw(1)
+        #expect(try await n.exit() == 0, "\(n.stderr)")
+        #expect(n.summary?["operational"] as? Bool == true)
+        #expect(n.summary?["shards_used"] as? [Int] == [1, 2])
+        #expect(n.stderr.contains("keeper 3: unreachable ("))
+    }
+
+    /// Below the threshold recovery never completes and never installs a key; it names the failing keepers.
+    @Test func belowThresholdGivesUpAtTheDeadline() async throws {
+        let w = try await FaultWorld()
+        defer { w.finish() }
+        w.proxies[1].mode = .blackhole
+        w.proxies[2].stop()
+        let n = try w.nexus("nexus", ["--once", "--deadline", "3"])
+        #expect(try await n.exit() == 1)
+        #expect(n.summary?["operational"] as? Bool == false)
+        #expect(n.events("root_key_set").isEmpty && n.events("key_reconstructed").isEmpty)
+        #expect(!n.events("keeper_unreachable", keeper: 2).isEmpty && !n.events("keeper_unreachable", keeper: 3).isEmpty)
+        #expect(n.events("keeper_unreachable", keeper: 3).allSatisfy { $0.contains("refused") }, "\(n.events("keeper_unreachable", keeper: 3))")
+    }
+
+    /// A keeper killed and restarted mid-recovery comes back empty; recovery
+    /// completes from the others and distribution gives it its shard again.
+    @Test func keeperRestartedMidRecoveryIsRefilled() async throws {
+        let w = try await FaultWorld()
+        defer { w.finish() }
+        w.freeze(1)
+        w.freeze(2)
+        let n = try w.nexus("nexus")
+        #expect(try await eventually { !n.events("round_exhausted").isEmpty })
+        try await w.restartKeeper(2)
+        #expect(try await eventually { !n.events("no_shard", keeper: 3).isEmpty }, "the restarted keeper's empty answer")
+        #expect(n.events("root_key_set").isEmpty)
+        w.thaw(1)
+        #expect(try await n.exit() == 0, "\(n.stderr)")
+        #expect(n.summary?["shards_used"] as? [Int] == [1, 2])
+        for i in 0..<3 { #expect(await w.holdsItsShard(i), "keeper \(i + 1) after distribution") }
+    }
+
+    /// A keeper holding a shard of another key is found out; the key installed is the store's.
+    @Test func wrongShardNeverInstallsAWrongKey() async throws {
+        let w = try await FaultWorld()
+        defer { w.finish() }
+        var other = [UInt8](repeating: 0, count: 32)
+        for i in 0..<32 { other[i] = UInt8.random(in: 0...255) }
+        other[0] &= 0x7f
+        #expect(try await w.contribute(2, SecretBytes(consuming: &other)))
+        w.freeze(1)
+        let n = try w.nexus("nexus")
+        #expect(try await eventually { !n.events("key_verification_failed").isEmpty })
+        #expect(n.events("root_key_set").isEmpty)
+        w.thaw(1)
+        #expect(try await n.exit() == 0, "\(n.stderr)")
+        #expect(n.summary?["keepers_rejected"] as? [Int] == [3])
+        #expect(n.events("root_key_set").count == 1)
+        for i in 0..<3 { #expect(await w.holdsItsShard(i), "keeper \(i + 1) after distribution") }
+    }
+
+    /// Nexus killed (SIGKILL) while distributing: keepers keep valid shards,
+    /// and the next Nexus recovers the same key.
+    @Test func nexusKilledDuringDistribution() async throws {
+        let w = try await FaultWorld()
+        defer { w.finish() }
+        for round in 0..<3 {
+            let n = try w.nexus("nexus-\(round)", ["--deadline", "30"], env: ["SPIKE_NEXUS_KEEPER_UPDATE_INTERVAL": "20ms"])
+            #expect(try await eventually { !n.events("operational").isEmpty })
+            try await Task.sleep(for: .milliseconds(Int.random(in: 0...150)))
+            kill(n.process.processIdentifier, SIGKILL)
+            n.process.waitUntilExit()
+        }
+        let n = try w.nexus("nexus-after")
+        #expect(try await n.exit() == 0, "\(n.stderr)")
+        #expect(n.summary?["operational"] as? Bool == true && n.summary?["secrets"] as? Int == 1)
+        for i in 0..<3 { #expect(await w.holdsItsShard(i)) }
+    }
+
+    /// Keepers in their own network namespaces behind veth links; cutting two
+    /// links partitions Nexus below the threshold, restoring one lets it through.
+    @Test(.enabled(if: NetworkNamespaces.available, "needs root and iproute2 (CI has both)"))
+    func partitionedKeepersInNetworkNamespaces() async throws {
+        let spaces = try NetworkNamespaces(count: 3)
+        defer { spaces.remove() }
+        let w = try await FaultWorld(namespaces: spaces)
+        defer { w.finish() }
+        #expect(await run(NetworkNamespaces.ip, ["link", "set", spaces.hostLinks[1], "down"]).status == 0)
+        #expect(await run(NetworkNamespaces.ip, ["link", "set", spaces.hostLinks[2], "down"]).status == 0)
+        let n = try w.nexus("nexus")
+        #expect(try await eventually { n.events("keeper_unreachable", keeper: 2).count >= 2 && n.events("keeper_unreachable", keeper: 3).count >= 2 })
+        #expect(n.events("root_key_set").isEmpty)
+        #expect(await run(NetworkNamespaces.ip, ["link", "set", spaces.hostLinks[2], "up"]).status == 0)
+        #expect(try await n.exit() == 0, "\(n.stderr)")
+        #expect(n.summary?["shards_used"] as? [Int] == [1, 3])
+    }
+}
+
+/// Network namespaces `spk<r>-<i>`, each joined to the host by a veth pair
+/// (10.<a>.<i>.1 on the host, .2 inside). Removing a namespace removes its link.
+final class NetworkNamespaces: @unchecked Sendable {
+    static let ip = "/usr/sbin/ip"
+    let names: [String]
+    let hostLinks: [String]
+    let subnet: Int
+
+    static let available: Bool = {
+        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: ip) else { return false }
+        let probe = "spkprobe\(getpid())"
+        let add = Process()
+        add.executableURL = URL(fileURLWithPath: ip)
+        add.arguments = ["netns", "add", probe]
+        add.standardError = FileHandle.nullDevice
+        guard (try? add.run()) != nil else { return false }
+        add.waitUntilExit()
+        guard add.terminationStatus == 0 else { return false }
+        let del = Process()
+        del.executableURL = URL(fileURLWithPath: ip)
+        del.arguments = ["netns", "del", probe]
+        try? del.run()
+        del.waitUntilExit()
+        return true
+    }()
+
+    init(count: Int) throws {
+        let tag = String(UInt32.random(in: 0...0xfffff), radix: 36)
+        subnet = Int.random(in: 64...250)
+        names = (0..<count).map { "spk\(tag)-\($0)" }
+        hostLinks = (0..<count).map { "vh\(tag)\($0)" }
+        for i in 0..<count {
+            let inner = "vk\(tag)\(i)"
+            let steps: [[String]] = [
+                ["netns", "add", names[i]],
+                ["link", "add", hostLinks[i], "type", "veth", "peer", "name", inner],
+                ["link", "set", inner, "netns", names[i]],
+                ["addr", "add", "10.\(subnet).\(i).1/24", "dev", hostLinks[i]],
+                ["link", "set", hostLinks[i], "up"],
+                ["netns", "exec", names[i], "ip", "addr", "add", "10.\(subnet).\(i).2/24", "dev", inner],
+                ["netns", "exec", names[i], "ip", "link", "set", inner, "up"],
+                ["netns", "exec", names[i], "ip", "link", "set", "lo", "up"],
+            ]
+            for step in steps {
+                let p = Process()
+                p.executableURL = URL(fileURLWithPath: Self.ip)
+                p.arguments = step
+                try p.run()
+                p.waitUntilExit()
+                guard p.terminationStatus == 0 else {
+                    remove()
+                    throw CocoaError(.featureUnsupported, userInfo: [NSLocalizedDescriptionKey: "ip \(step.joined(separator: " ")) failed"])
+                }
+            }
+        }
+    }
+
+    func keeperAddress(_ i: Int) -> String { "10.\(subnet).\(i).2" }
+
+    func remove() {
+        for name in names {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: Self.ip)
+            p.arguments = ["netns", "del", name]
+            p.standardError = FileHandle.nullDevice
+            try? p.run()
+            p.waitUntilExit()
+        }
+    }
+}
