@@ -43,6 +43,7 @@ int csm_running_on_valgrind(void) {
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
+#include <signal.h>
 
 int csm_disable_core_dumps(void) {
     int failed = 0;
@@ -62,4 +63,31 @@ int csm_lock_all_memory(void) {
         if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < (rlim_t)1 << 30) return ENOMEM;
     }
     return mlockall(MCL_CURRENT | MCL_FUTURE) == 0 ? 0 : errno;
+}
+
+/* Async-signal-safe: a fixed message, the signal number, then the default action. */
+static void csm_fatal_signal(int sig) {
+    static const char head[] = "spike-recovery: fatal signal ";
+    static const char tail[] = " (no backtrace and no core dump: this process holds secrets)\n";
+    char digits[4];
+    int n = 0, v = sig;
+    do { digits[3 - n++] = (char)('0' + v % 10); v /= 10; } while (v > 0 && n < 4);
+    ssize_t ignored = write(2, head, sizeof head - 1);
+    ignored = write(2, digits + 4 - n, (size_t)n);
+    ignored = write(2, tail, sizeof tail - 1);
+    (void)ignored;
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+int csm_quiet_crash_handlers(void) {
+    static const int fatal[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGSYS};
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = csm_fatal_signal;
+    sigemptyset(&action.sa_mask);
+    for (size_t i = 0; i < sizeof fatal / sizeof fatal[0]; i++) {
+        if (sigaction(fatal[i], &action, NULL) != 0) return errno;
+    }
+    return 0;
 }

@@ -3,9 +3,10 @@ import CSecureMemory
 import Glibc
 #endif
 
-/// Keeps secrets out of core dumps and swap for processes that hold them:
-/// no dumps (RLIMIT_CORE 0, PR_SET_DUMPABLE 0) and all memory locked where
-/// permitted.
+/// Keeps secrets out of core dumps, crash output and swap for processes
+/// that hold them: no dumps (RLIMIT_CORE 0, PR_SET_DUMPABLE 0), a fatal
+/// signal prints one fixed line instead of the runtime's backtrace (which
+/// dumps registers and memory bytes), and all memory locked where permitted.
 public enum ProcessHardening {
     /// Applies both; returns a sentence naming what could not be done, or nil.
     public static func apply() -> String? {
@@ -13,6 +14,7 @@ public enum ProcessHardening {
         let dumps = csm_disable_core_dumps()
         if dumps & 1 != 0 { missing.append("core-dump limit") }
         if dumps & 2 != 0 { missing.append("PR_SET_DUMPABLE") }
+        if csm_quiet_crash_handlers() != 0 { missing.append("quiet crash handlers") }
         let lockError = csm_lock_all_memory()
         if lockError == ENOMEM {
             missing.append("mlockall (RLIMIT_MEMLOCK below 1 GiB; raise it or run with CAP_IPC_LOCK; secrets may reach swap)")

@@ -33,6 +33,13 @@ public final class SecretBytes: @unchecked Sendable, CustomStringConvertible, Cu
         if bytes.count > 0 { base.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
     }
 
+    /// A secret buffer holding a copy of `bytes` (test data and public
+    /// values; a secret held in an array should go through `consuming`).
+    public convenience init(copying bytes: [UInt8]) {
+        self.init(zeroedCount: bytes.count)
+        bytes.withUnsafeBytes { if $0.count > 0 { base.copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+    }
+
     /// A secret buffer holding a copy of `bytes`, then wipes `bytes` in place,
     /// so the secret lives only here afterwards.
     public convenience init(consuming bytes: inout [UInt8]) {

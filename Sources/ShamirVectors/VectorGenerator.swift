@@ -139,7 +139,7 @@ public struct VectorGenerator {
 
         // Recovery inputs around real shards of `key`.
         var good: [ShardVector] = []
-        if let bytes = Hex.decode(key), let shards = try? reference.split(rootKey: SecretBytes(copying: bytes.withUnsafeBytes { $0 }), threshold: 3, shares: 5).shards {
+        if let bytes = Hex.decode(key), let shards = try? reference.split(rootKey: SecretBytes(copying: bytes), threshold: 3, shares: 5).shards {
             good = shards.map { s in ShardVector(id: s.id, value: Hex.encode(s.value.withUnsafeBytes { [UInt8]($0) })) }
         }
         func recover(_ name: String, _ t: Int, _ shards: [ShardVector], _ error: String, _ why: String) {

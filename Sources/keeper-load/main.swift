@@ -55,6 +55,7 @@ final class LoadHandler: ChannelInboundHandler, @unchecked Sendable {
     var sentAt = NIODeadline.now()
     var latencies: [Int64] = []
     var errors = 0
+    var finished = false
     let done: EventLoopPromise<Void>
 
     init(deadline: NIODeadline, host: String, done: EventLoopPromise<Void>) {
@@ -81,14 +82,29 @@ final class LoadHandler: ChannelInboundHandler, @unchecked Sendable {
         case .body: break
         case .end:
             latencies.append((NIODeadline.now() - sentAt).nanoseconds)
-            if NIODeadline.now() < deadline { send(context) } else { done.succeed(()); context.close(promise: nil) }
+            if NIODeadline.now() < deadline {
+                send(context)
+            } else {
+                finished = true
+                done.succeed(())
+                context.close(promise: nil)
+            }
         }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         errors += 1
+        finished = true
         done.succeed(())
         context.close(promise: nil)
+    }
+
+    /// A connection the keeper closes before the run ends is an error too.
+    func channelInactive(context: ChannelHandlerContext) {
+        guard !finished else { return }
+        errors += 1
+        finished = true
+        done.succeed(())
     }
 }
 

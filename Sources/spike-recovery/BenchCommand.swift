@@ -77,7 +77,7 @@ struct BenchCommand: AsyncParsableCommand {
 
         // Shamir.
         let native = NativeShamir(), reference = ReferenceShamir()
-        let key = SecretBytes(copying: a.withUnsafeBytes { $0 })
+        let key = SecretBytes(copying: a)
         func shards(_ t: Int, _ n: Int) -> [Shard] { Array(try! native.split(rootKey: key, threshold: t, shares: n).shards.prefix(t)) }
         let small = shards(2, 3), hundred = shards(100, 200), thousand = shards(1000, 2000)
         let reps = quick ? 200 : 2_000

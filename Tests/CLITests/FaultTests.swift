@@ -237,7 +237,7 @@ final class FaultWorld: @unchecked Sendable {
         for p in proxies { p.stop() }
         if let files = try? FileManager.default.contentsOfDirectory(atPath: dir.path) {
             for f in files where f.hasSuffix(".log") || f.hasSuffix(".trace") {
-                scan.check(log(String(f.dropLast(4))) + ((try? String(contentsOfFile: dir.appendingPathComponent(f).path, encoding: .utf8)) ?? ""), f)
+                scan.check((try? String(contentsOfFile: dir.appendingPathComponent(f).path, encoding: .utf8)) ?? "", f)
             }
         }
         try? FileManager.default.removeItem(at: dir)

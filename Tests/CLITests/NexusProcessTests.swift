@@ -8,7 +8,31 @@ import Shamir
 import SpiffeIdentity
 import Testing
 
-func freePort() -> Int { 20_000 + Int.random(in: 0..<30_000) }
+/// A loopback port nobody listens on, below Linux's ephemeral range
+/// (32768+, where outgoing connections take theirs), and never handed out
+/// twice by this process.
+func freePort() -> Int {
+    while true {
+        let port = Int.random(in: 20_000..<32_000)
+        guard PortLedger.claim(port) else { continue }
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let ok = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        } == 0
+        close(fd)
+        if ok { return port }
+    }
+}
+
+enum PortLedger {
+    nonisolated(unsafe) static var taken: Set<Int> = []
+    static let lock = NSLock()
+    static func claim(_ port: Int) -> Bool { lock.withLock { taken.insert(port).inserted } }
+}
 
 func portOpen(_ port: Int) -> Bool {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -134,7 +158,8 @@ struct NexusWorld {
         try await Task.sleep(for: .milliseconds(500))
         #expect(try restore(1) == "{\"collected\":1,\"remaining\":1,\"restored\":false}")
         #expect(try restore(1) == "{\"collected\":1,\"remaining\":1,\"restored\":false}")  // repeated id ignored
-        #expect(try restore(3) == "{\"collected\":2,\"remaining\":0,\"restored\":true}")
+        let last = try restore(3)
+        #expect(last == "{\"collected\":2,\"remaining\":0,\"restored\":true}")
         let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         p.waitUntilExit()

@@ -106,6 +106,11 @@ func cliOffPool(_ args: [String], env: [String: String]) async throws -> Run {
 
         for k in keepers { k.terminate(); k.waitUntilExit() }
         for a in apis { await a.stop() }
+        // Nothing the processes printed holds the key or a shard.
+        let shards = try NativeShamir().split(rootKey: rootKey, threshold: 2, shares: 3).shards.map(\.value)
+        let scan = SecretScan([rootKey] + shards)
+        for i in 1...3 { scan.check(try String(contentsOfFile: dir.appendingPathComponent("keeper-\(i).log").path, encoding: .utf8), "keeper-\(i).log") }
+        scan.check(restore.stdout + restore.stderr + recovered.stdout + recovered.stderr, "nexus output")
     }
 
     @Test func aMissingAgentIsAClearError() async throws {

@@ -9,7 +9,7 @@ import Testing
 @_spi(Testing) @testable import SpiffeIdentity
 
 func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
-func secret(_ s: String) -> SecretBytes { SecretBytes(copying: Array(s.utf8).withUnsafeBytes { $0 }) }
+func secret(_ s: String) -> SecretBytes { SecretBytes(copying: Array(s.utf8)) }
 let shardA: [UInt8] = Array(1...32)
 let shardB: [UInt8] = (0..<32).map { UInt8(255 - $0) }
 func json(_ shard: [UInt8]) -> String { "{\"shard\":[" + shard.map(String.init).joined(separator: ",") + "]}" }
@@ -114,7 +114,7 @@ struct KeeperFixture {
     }
 
     func post(_ client: MTLSClient, _ route: String, _ body: String) async throws -> (Int, String) {
-        let r = try await client.post(url + route, json: bytes(body), deadline: .seconds(5))
+        let r = try await client.post(url + route, json: bytes(body), deadline: .seconds(30))
         return (r.status, r.body.withUnsafeBytes { String(decoding: $0, as: UTF8.self) })
     }
 }

@@ -202,7 +202,7 @@ final class Gate: @unchecked Sendable {
         let gate = Gate()
         for i in [3, 4] {
             let bytes = good[i]
-            try await w.addScriptedKeeper(gate: gate) { KeeperWire.shardBody(SecretBytes(copying: bytes.withUnsafeBytes { $0 })) }
+            try await w.addScriptedKeeper(gate: gate) { KeeperWire.shardBody(SecretBytes(copying: bytes)) }
         }
         let seen = LogCapture()
         let observer: @Sendable (TraceEntry) -> Void = { entry in
@@ -257,7 +257,7 @@ final class Gate: @unchecked Sendable {
         let third = try NativeShamir().split(rootKey: w.rootKey, threshold: 2, shares: 3).shards[2].value.withUnsafeBytes { Array($0) }
         let gate = Gate()
         try await w.addScriptedKeeper(gate: gate) {
-            KeeperWire.shardBody(SecretBytes(copying: third.withUnsafeBytes { $0 }))
+            KeeperWire.shardBody(SecretBytes(copying: third))
         }
         // Keeper 1 holds a shard of another root key.
         let stale = try NativeShamir().split(rootKey: randomRootKey(), threshold: 2, shares: 3).shards[0].value

@@ -20,7 +20,7 @@ import Testing
     }
 
     @Test func equalityMaskAndConstantTimeEquals() {
-        let a = SecretBytes(copying: [UInt8](repeating: 7, count: 32).withUnsafeBytes { $0 })
+        let a = SecretBytes(copying: [UInt8](repeating: 7, count: 32))
         let b = a.copy()
         #expect(a.equalityMask(b) == UInt64.max)
         #expect(a.constantTimeEquals(b))
@@ -36,7 +36,7 @@ import Testing
     }
 
     @Test func descriptionNeverShowsTheBytes() {
-        let s = SecretBytes(copying: [UInt8](repeating: 0xab, count: 32).withUnsafeBytes { $0 })
+        let s = SecretBytes(copying: [UInt8](repeating: 0xab, count: 32))
         #expect(!"\(s)".contains("ab"))
         #expect(!String(reflecting: s).contains("171"))
         #expect("\(s)" == "SecretBytes(32 bytes, redacted)")
@@ -44,7 +44,7 @@ import Testing
 
     @Test func hexBytesCoversEveryNibble() {
         let bytes: [UInt8] = (0..<16).map { UInt8($0 << 4 | (15 - $0)) }
-        let s = SecretBytes(copying: bytes.withUnsafeBytes { $0 })
+        let s = SecretBytes(copying: bytes)
         let hex = String(decoding: s.hexBytes(), as: UTF8.self)
         #expect(hex == "0f1e2d3c4b5a69788796a5b4c3d2e1f0")
     }

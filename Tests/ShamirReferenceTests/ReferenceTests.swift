@@ -19,7 +19,7 @@ enum KnownAnswers {
     ]
 }
 
-func secret(_ bytes: [UInt8]) -> SecretBytes { SecretBytes(copying: bytes.withUnsafeBytes { $0 }) }
+func secret(_ bytes: [UInt8]) -> SecretBytes { SecretBytes(copying: bytes) }
 func hex(_ s: SecretBytes) -> String { s.withUnsafeBytes { $0.map { String(format: "%02x", $0) }.joined() } }
 func bytes(hex: String) -> [UInt8] {
     var out: [UInt8] = []

@@ -7,7 +7,7 @@ import ShamirReference
 import Testing
 @testable import Shamir
 
-func secret(_ bytes: [UInt8]) -> SecretBytes { SecretBytes(copying: bytes.withUnsafeBytes { $0 }) }
+func secret(_ bytes: [UInt8]) -> SecretBytes { SecretBytes(copying: bytes) }
 func raw(_ s: SecretBytes) -> [UInt8] { s.withUnsafeBytes { Array($0) } }
 func hex(_ s: SecretBytes) -> String { raw(s).map { String(format: "%02x", $0) }.joined() }
 func unhex(_ h: String) -> [UInt8] {

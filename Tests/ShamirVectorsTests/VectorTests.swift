@@ -78,7 +78,7 @@ func vectorFiles() throws -> [URL] {
         for (name, hex) in RejectionSearchResults.keys {
             let key = Hex.decode(hex)!
             let b1 = ReferenceShamir.sha256(key), b2 = ReferenceShamir.sha256(b1), b3 = ReferenceShamir.sha256(b2)
-            let split = try ReferenceShamir().split(rootKey: .init(copying: key.withUnsafeBytes { $0 }), threshold: 3, shares: 3)
+            let split = try ReferenceShamir().split(rootKey: .init(copying: key), threshold: 3, shares: 3)
             let coefficients = split.coefficients.map { $0.withUnsafeBytes { Array($0) } }
             if name.hasPrefix("first-draw") {
                 #expect(atLeastN(b1) && !atLeastN(b2))

@@ -173,9 +173,9 @@ func fastOptions(_ selector: SVIDSelector = .first, wait: Duration = .seconds(10
         #expect(server.openStreams == 3)
         for s in [first, byHint, byID] { await s.close() }
 
-        await #expect(throws: WorkloadAPIError.noSVID(endpoint: endpoint.address, waited: .milliseconds(300),
+        await #expect(throws: WorkloadAPIError.noSVID(endpoint: endpoint.address, waited: .seconds(2),
                                                       lastProblem: "Workload API response refused: no SVID with hint \"missing\" among 2")) {
-            _ = try await WorkloadAPIX509Source.start(endpoint: endpoint, options: fastOptions(.hint("missing"), wait: .milliseconds(300)))
+            _ = try await WorkloadAPIX509Source.start(endpoint: endpoint, options: fastOptions(.hint("missing"), wait: .seconds(2)))
         }
     }
 

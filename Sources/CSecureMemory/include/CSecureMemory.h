@@ -22,4 +22,8 @@ int csm_running_on_valgrind(void);
 int csm_disable_core_dumps(void);
 /// mlockall(MCL_CURRENT | MCL_FUTURE); returns 0 or errno.
 int csm_lock_all_memory(void);
+/// Replaces the handlers of the fatal signals (the Swift runtime's backtracer
+/// among them, which prints registers and memory bytes) with one that writes a
+/// fixed line and dies by the same signal. Returns 0 or errno.
+int csm_quiet_crash_handlers(void);
 #endif
