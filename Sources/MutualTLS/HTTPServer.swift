@@ -84,8 +84,9 @@ public final class MTLSHTTPServer: @unchecked Sendable {
                         customVerificationCallbackWithMetadata: PeerVerification.callback(
                             source: source, policy: policy, box: box, onRefused: onRefused))
                     let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(HandshakeDeadline(timeout: limits.handshakeTimeout))
                     try sync.addHandler(tls)
+                    // After the TLS handler: it announces handshakeCompleted toward the tail.
+                    try sync.addHandler(HandshakeDeadline(timeout: limits.handshakeTimeout))
                     try sync.addHandler(IdleStateHandler(readTimeout: limits.idleTimeout))
                     try sync.configureHTTPServerPipeline(withErrorHandling: true)
                     try sync.addHandler(RequestHandler(box: box, limit: limits.maximumBodyBytes,

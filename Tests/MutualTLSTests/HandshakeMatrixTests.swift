@@ -56,9 +56,10 @@ final class Counter: @unchecked Sendable {
     var value: Int { lock.lock(); defer { lock.unlock() }; return n }
 }
 
-func startServer(_ ids: Identities, source: any X509Source, policy: PeerPolicy, counter: Counter) async throws -> MTLSHTTPServer {
+func startServer(_ ids: Identities, source: any X509Source, policy: PeerPolicy, counter: Counter,
+                 limits: MTLSHTTPServer.Limits = .init()) async throws -> MTLSHTTPServer {
     let server = MTLSHTTPServer(group: MultiThreadedEventLoopGroup.singleton)
-    try await server.start(host: "127.0.0.1", port: 0, source: source, policy: policy,
+    try await server.start(host: "127.0.0.1", port: 0, source: source, policy: policy, limits: limits,
                            tooLargeResponse: HTTPResponseData(status: .payloadTooLarge, body: []), onRefused: { _ in },
                            responder: .immediate { request in
         counter.bump()
@@ -205,6 +206,24 @@ func startServer(_ ids: Identities, source: any X509Source, policy: PeerPolicy, 
         let anonymous = try curl(["-k", "-X", "POST", "-d", "{}", url])
         #expect(anonymous.status != 0)
         #expect(counter.value == 1)
+        await server.stop()
+    }
+
+    /// The handshake deadline ends with the handshake: a keep-alive
+    /// connection serves requests long after it (found by tools/load-test,
+    /// where every connection was cut at 10 s).
+    @Test func keepAliveOutlivesTheHandshakeDeadline() async throws {
+        var limits = MTLSHTTPServer.Limits()
+        limits.handshakeTimeout = .milliseconds(300)
+        let server = try await startServer(ids, source: try ids.source("/spike/keeper/1"), policy: .roles([.nexus], trustRoots: ids.roots),
+                                           counter: Counter(), limits: limits)
+        let url = "https://127.0.0.1:\(server.port)/x"
+        // Three requests 1/3 s apart on one connection: the last is past the deadline.
+        let r = try curl(["-k", "--cert", dir.appendingPathComponent("nexus.pem").path, "--key", dir.appendingPathComponent("nexus.key").path,
+                          "--rate", "3/s", "-w", " %{num_connects}\n", "-X", "POST", "-d", "{}", url, url, url])
+        let body = "{\"peer\":\"spiffe://spike.ist/spike/nexus\"}"
+        #expect(r.status == 0)
+        #expect(r.output == "\(body) 1\n\(body) 0\n\(body) 0\n")
         await server.stop()
     }
 
