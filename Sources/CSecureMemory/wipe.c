@@ -81,10 +81,12 @@ static void csm_fatal_signal(int sig) {
 }
 
 int csm_quiet_crash_handlers(void) {
-    static const int fatal[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGSYS};
+    static const int fatal[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGSYS, SIGQUIT};
     struct sigaction action;
     memset(&action, 0, sizeof action);
     action.sa_handler = csm_fatal_signal;
+    /* On the alternate stack the runtime set up, so a stack overflow still gets the line. */
+    action.sa_flags = SA_ONSTACK;
     sigemptyset(&action.sa_mask);
     for (size_t i = 0; i < sizeof fatal / sizeof fatal[0]; i++) {
         if (sigaction(fatal[i], &action, NULL) != 0) return errno;

@@ -90,7 +90,7 @@ public final class MTLSHTTPServer: @unchecked Sendable {
                     try sync.addHandler(IdleStateHandler(readTimeout: limits.idleTimeout))
                     try sync.configureHTTPServerPipeline(withErrorHandling: true)
                     try sync.addHandler(RequestHandler(box: box, limit: limits.maximumBodyBytes,
-                                                       tooLarge: tooLargeResponse, respond: responder))
+                                                       tooLarge: tooLargeResponse, respond: responder, inFlight: self.inFlight))
                 }
             }
         let channel = try await bootstrap.bind(host: host, port: port).get()
@@ -98,12 +98,19 @@ public final class MTLSHTTPServer: @unchecked Sendable {
         self.port = channel.localAddress?.port ?? port
     }
 
-    /// Stops accepting and closes the listener; open connections finish their current request.
-    public func stop() async {
+    /// Stops accepting, then waits (up to `drainLimit`) until every request
+    /// already received has its response written: a process that exits right
+    /// after `stop` must not drop an answer it owes (an operator restore's, say).
+    public func stop(drainLimit: Duration = .seconds(5)) async {
         try? await channel?.close()
         channel = nil
+        let end = ContinuousClock.now + drainLimit
+        while inFlight.count > 0, ContinuousClock.now < end { try? await Task.sleep(for: .milliseconds(5)) }
         if ownsGroup { try? await group.shutdownGracefully() }
     }
+
+    /// Requests received whose response is not yet written.
+    let inFlight = InFlightRequests()
 }
 
 /// Closes a connection whose TLS handshake has not completed in time (a peer
@@ -139,6 +146,15 @@ final class HandshakeDeadline: ChannelInboundHandler, RemovableChannelHandler {
     }
 }
 
+/// A count of requests between their last byte and their response's last byte.
+final class InFlightRequests: @unchecked Sendable {
+    private let lock = NSLock()
+    private var n = 0
+    func enter() { lock.withLock { n += 1 } }
+    func leave() { lock.withLock { n -= 1 } }
+    var count: Int { lock.withLock { n } }
+}
+
 /// Collects one request (head + body up to the limit), asks the responder,
 /// writes the response with exact bytes. Keeps the connection alive when the
 /// client asked for it.
@@ -150,11 +166,13 @@ final class RequestHandler: ChannelInboundHandler {
     let limit: Int
     let tooLarge: HTTPResponseData
     let respond: MTLSHTTPServer.Responder
+    let inFlight: InFlightRequests
     var head: HTTPRequestHead?
     var body: [UInt8] = []
     var overLimit = false
 
-    init(box: PeerIdentityBox, limit: Int, tooLarge: HTTPResponseData, respond: MTLSHTTPServer.Responder) {
+    init(box: PeerIdentityBox, limit: Int, tooLarge: HTTPResponseData, respond: MTLSHTTPServer.Responder, inFlight: InFlightRequests) {
+        self.inFlight = inFlight
         self.box = box
         self.limit = limit
         self.tooLarge = tooLarge
@@ -180,12 +198,14 @@ final class RequestHandler: ChannelInboundHandler {
         case .end:
             guard let head else { return }
             self.head = nil
+            inFlight.enter()  // left when the response is written (or the connection given up)
             let keepAlive = head.isKeepAlive && !overLimit
             if overLimit {
                 write(context: context, tooLarge, version: head.version, keepAlive: false)
                 return
             }
             guard let peer = box.id else {
+                inFlight.leave()
                 context.close(promise: nil)  // cannot happen: the handshake sets it
                 return
             }
@@ -204,7 +224,9 @@ final class RequestHandler: ChannelInboundHandler {
                     let (handler, context) = loopBound.value
                     switch result {
                     case .success(let response): handler.write(context: context, response, version: version, keepAlive: keepAlive)
-                    case .failure: context.close(promise: nil)
+                    case .failure:
+                        handler.inFlight.leave()
+                        context.close(promise: nil)
                     }
                 }
             }
@@ -223,9 +245,10 @@ final class RequestHandler: ChannelInboundHandler {
         buffer.writeBytes(response.body)
         context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-        if !keepAlive {
-            let channel = context.channel
-            done.whenComplete { _ in channel.close(promise: nil) }
+        let channel = context.channel, inFlight = self.inFlight
+        done.whenComplete { _ in
+            inFlight.leave()
+            if !keepAlive { channel.close(promise: nil) }
         }
     }
 

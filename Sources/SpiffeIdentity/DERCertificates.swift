@@ -34,9 +34,10 @@ public enum DERCertificates {
     static func elementLength(_ bytes: [UInt8], at offset: Int, what: String, index: Int) throws(X509SourceError) -> Int {
         let sequenceTag: UInt8 = 0x30
         let remaining = bytes.count - offset
-        guard remaining >= 2, bytes[offset] == sequenceTag else {
+        guard bytes[offset] == sequenceTag else {
             throw .invalid(file: what, reason: "certificate \(index) does not start a DER SEQUENCE")
         }
+        guard remaining >= 2 else { throw .invalid(file: what, reason: "certificate \(index) is truncated") }
         let first = Int(bytes[offset + 1])
         var header = 2
         var content = 0

@@ -94,7 +94,9 @@ public final class DevelopmentWorkloadAPIServer: @unchecked Sendable {
         private var svidStreams: [Int: AsyncStream<X509SVIDResponse>.Continuation] = [:]
         private var bundleStreams: [Int: AsyncStream<X509BundlesResponse>.Continuation] = [:]
         private var nextID = 0
-        private(set) var refusedCalls = 0
+        private var refused = 0
+
+        var refusedCalls: Int { lock.withLock { refused } }
 
         var openStreams: Int { lock.withLock { svidStreams.count + bundleStreams.count } }
 
@@ -108,7 +110,7 @@ public final class DevelopmentWorkloadAPIServer: @unchecked Sendable {
             streams.forEach { $0.yield(response) }
         }
 
-        func refuse() { lock.withLock { refusedCalls += 1 } }
+        func refuse() { lock.withLock { refused += 1 } }
 
         func endStreams() {
             let (a, b) = lock.withLock { (Array(svidStreams.values), Array(bundleStreams.values)) }
@@ -120,11 +122,14 @@ public final class DevelopmentWorkloadAPIServer: @unchecked Sendable {
             let (stream, continuation) = AsyncStream<X509SVIDResponse>.makeStream()
             let id = lock.withLock {
                 nextID += 1
-                svidStreams[nextID] = continuation
-                if let svids { continuation.yield(svids) }
                 return nextID
             }
+            // Before registering, so a stream ended at once is still removed.
             continuation.onTermination = { [weak self] _ in self?.lock.withLock { _ = self?.svidStreams.removeValue(forKey: id) } }
+            lock.withLock {
+                svidStreams[id] = continuation
+                if let svids { continuation.yield(svids) }
+            }
             return stream
         }
 
@@ -132,11 +137,14 @@ public final class DevelopmentWorkloadAPIServer: @unchecked Sendable {
             let (stream, continuation) = AsyncStream<X509BundlesResponse>.makeStream()
             let id = lock.withLock {
                 nextID += 1
-                bundleStreams[nextID] = continuation
-                if let bundles { continuation.yield(bundles) }
                 return nextID
             }
+            // Before registering, so a stream ended at once is still removed.
             continuation.onTermination = { [weak self] _ in self?.lock.withLock { _ = self?.bundleStreams.removeValue(forKey: id) } }
+            lock.withLock {
+                bundleStreams[id] = continuation
+                if let bundles { continuation.yield(bundles) }
+            }
             return stream
         }
     }

@@ -90,9 +90,8 @@ public final class WorkloadAPIX509Source: X509Source, @unchecked Sendable {
         locked { $0.follower = task }
     }
 
-    private func accept(_ received: X509SVIDResponse) {
-        var message = received
-        defer { X509Response.wipeKeys(&message) }
+    private func accept(_ message: X509SVIDResponse) {
+        defer { X509Response.wipeKeys(message) }
         let generation = locked { ($0.snapshot?.generation ?? 0) + 1 }
         do {
             let next = try X509Response.snapshot(message, selecting: options.selector, generation: generation)

@@ -63,11 +63,12 @@ enum X509Response {
         }
     }
 
-    /// Zeroes the key bytes a message holds, as far as we own them.
-    static func wipeKeys(_ message: inout X509SVIDResponse) {
-        for i in message.svids.indices {
-            let count = message.svids[i].x509SvidKey.count
-            message.svids[i].x509SvidKey.resetBytes(in: 0..<count)
+    /// Zeroes the key bytes of a received message in place (writing through
+    /// its storage rather than mutating the value, which would only zero a
+    /// fresh copy). Copies inside gRPC's and NIO's buffers are not ours to reach.
+    static func wipeKeys(_ message: X509SVIDResponse) {
+        for svid in message.svids {
+            svid.x509SvidKey.withUnsafeBytes { SecureMemory.wipe(UnsafeMutableRawBufferPointer(mutating: $0)) }
         }
     }
 }

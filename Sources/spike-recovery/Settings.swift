@@ -99,7 +99,11 @@ enum Settings {
                 }
             }
         } catch {
-            throw OperatorError(error.description + "; set \(workloadWaitVariable) to wait longer", exitCode: 1)
+            // Waiting longer helps an agent that is not up yet, not one whose answers are refused.
+            if case .noSVID(_, _, let problem) = error, !problem.hasPrefix("Workload API response refused") {
+                throw OperatorError(error.description + "; set \(workloadWaitVariable) to wait longer", exitCode: 1)
+            }
+            throw OperatorError(error.description, exitCode: 1)
         }
     }
 

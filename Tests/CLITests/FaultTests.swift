@@ -81,11 +81,7 @@ final class FaultWorld: @unchecked Sendable {
         dir = try temporaryDirectory()
         self.namespaces = namespaces
         #expect(try await cliOffPool(["certs", "issue", "--out", dir.path, "--keepers", "3"], env: [:]).status == 0)
-        var key: SecretBytes
-        repeat {
-            key = SecretBytes(zeroedCount: 32)
-            key.withUnsafeMutableBytes { for i in 0..<32 { $0[i] = UInt8.random(in: 0...255) } }
-        } while !NativeShamir.isCanonicalNonZero(key)
+        let key = randomRootKey()
         rootKey = key
         shards = try NativeShamir().split(rootKey: key, threshold: 2, shares: 3).shards.map(\.value)
         scan = SecretScan([key] + shards)

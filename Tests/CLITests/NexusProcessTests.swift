@@ -44,6 +44,15 @@ func portOpen(_ port: Int) -> Bool {
     return withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } } == 0
 }
 
+/// A fresh root key Shamir can split (non-zero, below the group order).
+func randomRootKey() -> SecretBytes {
+    while true {
+        let key = SecretBytes(zeroedCount: 32)
+        key.withUnsafeMutableBytes { for i in 0..<32 { $0[i] = UInt8.random(in: 0...255) } }
+        if NativeShamir.isCanonicalNonZero(key) { return key }
+    }
+}
+
 /// A Nexus process against in-process keepers (real mTLS) and a real SQLite file.
 struct NexusWorld {
     let dir: URL
@@ -64,11 +73,7 @@ struct NexusWorld {
             made.append(k)
         }
         keepers = made
-        var key: SecretBytes
-        repeat {
-            key = SecretBytes(zeroedCount: 32)
-            key.withUnsafeMutableBytes { for i in 0..<32 { $0[i] = UInt8.random(in: 0...255) } }
-        } while !NativeShamir.isCanonicalNonZero(key)
+        let key = randomRootKey()
         rootKey = key
         shards = try NativeShamir().split(rootKey: key, threshold: 2, shares: 3).shards.map(\.value)
         let w = try SpikeDatabaseWriter(path: dir.appendingPathComponent("nexus/data/spike.db").path, rootKey: key)

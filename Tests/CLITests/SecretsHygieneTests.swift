@@ -72,7 +72,7 @@ import Testing
         scan.check("nothing here", "sample")
     }
 
-    @Test(arguments: [SIGABRT, SIGSEGV])
+    @Test(arguments: [SIGABRT, SIGSEGV, SIGQUIT])
     func aCrashLeavesNoCoreAndNoSecret(signal: Int32) async throws {
         let control = try await Self.coresAreWritten()
         let k = try await Keeper()

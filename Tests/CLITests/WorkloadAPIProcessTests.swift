@@ -61,11 +61,7 @@ func cliOffPool(_ args: [String], env: [String: String]) async throws -> Run {
         let nexusAPI = try await api("/spike/nexus")
 
         // A store under a fresh root key, and that key as Pilot shard files.
-        var rootKey: SecretBytes
-        repeat {
-            rootKey = SecretBytes(zeroedCount: 32)
-            rootKey.withUnsafeMutableBytes { for i in 0..<32 { $0[i] = UInt8.random(in: 0...255) } }
-        } while !NativeShamir.isCanonicalNonZero(rootKey)
+        let rootKey = randomRootKey()
         let writer = try SpikeDatabaseWriter(path: dir.appendingPathComponent("nexus/data/spike.db").path, rootKey: rootKey)
         try writer.putSecret(path: "db/password", versions: [.init(version: 1, data: ["p": "s3cret"], created: Date())], created: Date(), updated: Date())
         let keyFile = dir.appendingPathComponent("rk").path

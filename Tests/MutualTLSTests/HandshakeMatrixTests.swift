@@ -227,6 +227,32 @@ func startServer(_ ids: Identities, source: any X509Source, policy: PeerPolicy, 
         await server.stop()
     }
 
+    /// `stop` returns only once the responses already owed are written, so a
+    /// process that exits right after it (Nexus after a restore) answers first.
+    @Test func stopWaitsForResponsesInFlight() async throws {
+        let started = Counter()
+        let server = MTLSHTTPServer(group: MultiThreadedEventLoopGroup.singleton)
+        try await server.start(host: "127.0.0.1", port: 0, source: try ids.source("/spike/keeper/1"),
+                               policy: .roles([.nexus], trustRoots: ids.roots),
+                               tooLargeResponse: HTTPResponseData(status: .payloadTooLarge, body: []), onRefused: { _ in },
+                               responder: .async { _ in
+            started.bump()
+            try? await Task.sleep(for: .milliseconds(400))
+            return HTTPResponseData(status: .ok, body: Array("{\"late\":true}".utf8))
+        })
+        let client = MTLSClient(group: MultiThreadedEventLoopGroup.singleton, source: try ids.source("/spike/nexus"),
+                                serverPolicy: .roles([.keeper], trustRoots: ids.roots))
+        let port = server.port
+        let request = Task { try await client.post("https://127.0.0.1:\(port)/x", json: [], deadline: .seconds(10)) }
+        while started.value == 0 { try await Task.sleep(for: .milliseconds(5)) }
+        let clock = ContinuousClock()
+        let stopping = clock.now
+        await server.stop()
+        #expect(clock.now - stopping >= .milliseconds(200), "stop returned before the owed response was written")
+        let response = try await request.value
+        #expect(response.body.withUnsafeBytes { String(decoding: $0, as: UTF8.self) } == "{\"late\":true}")
+    }
+
     @Test func rotatedFilesReachNewConnections() async throws {
         let source = try FileX509Source(certFile: dir.appendingPathComponent("keeper.pem").path, keyFile: dir.appendingPathComponent("keeper.key").path,
                                         bundleFile: dir.appendingPathComponent("bundle.pem").path, trustDomains: ["spike.ist"])

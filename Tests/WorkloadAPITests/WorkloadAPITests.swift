@@ -129,7 +129,7 @@ func fastOptions(_ selector: SVIDSelector = .first, wait: Duration = .seconds(10
         let cases: [([UInt8], String)] = [
             ([], "x: empty"),
             (Array(a.dropLast()), "x: certificate 1 is truncated"),
-            (a + [0x30], "x: certificate 2 does not start a DER SEQUENCE"),
+            (a + [0x30], "x: certificate 2 is truncated"),
             (a + [0x04, 0x00], "x: certificate 2 does not start a DER SEQUENCE"),
             ([0x30, 0x80, 0x00, 0x00], "x: certificate 1 has a malformed DER length"),
             ([0x30, 0x81, 0x05, 1, 2, 3, 4, 5], "x: certificate 1 has a non-minimal DER length"),
@@ -312,6 +312,18 @@ func fastOptions(_ selector: SVIDSelector = .first, wait: Duration = .seconds(10
         #expect(source.current.id.description == "spiffe://spike.ist/spike/keeper/2")
         await source.close()
         await api.stop()
+    }
+
+    /// The key bytes of a message are zeroed in the message's own storage
+    /// (mutating a copy of the value would zero only the copy).
+    @Test func keyBytesAreWipedInPlace() throws {
+        let message = response(try svidMessage(pki, path: "/spike/keeper/1"))
+        let alias = message
+        #expect(message.svids[0].x509SvidKey.contains { $0 != 0 })
+        _ = try X509Response.snapshot(message, selecting: .first, generation: 1)
+        X509Response.wipeKeys(message)
+        #expect(alias.svids[0].x509SvidKey.allSatisfy { $0 == 0 })
+        #expect(!alias.svids[0].x509Svid.allSatisfy { $0 == 0 })
     }
 
     @Test func anExpiredSVIDIsNotPresented() async throws {
