@@ -86,71 +86,72 @@ public final class DevelopmentWorkloadAPIServer: @unchecked Sendable {
         return serializer.serializedBytes
     }
 
-    /// The newest messages and the open streams waiting for the next.
-    final class Hub: @unchecked Sendable {
+    /// One stream kind: its newest message and the open streams waiting for the next.
+    final class Topic<Message: Sendable>: @unchecked Sendable {
         private let lock = NSLock()
-        private var svids: X509SVIDResponse?
-        private var bundles: X509BundlesResponse?
-        private var svidStreams: [Int: AsyncStream<X509SVIDResponse>.Continuation] = [:]
-        private var bundleStreams: [Int: AsyncStream<X509BundlesResponse>.Continuation] = [:]
+        private var latest: Message?
+        private var streams: [Int: AsyncStream<Message>.Continuation] = [:]
         private var nextID = 0
-        private var refused = 0
 
-        var refusedCalls: Int { lock.withLock { refused } }
+        var openStreams: Int { lock.withLock { streams.count } }
 
-        var openStreams: Int { lock.withLock { svidStreams.count + bundleStreams.count } }
-
-        func publish(_ response: X509SVIDResponse) {
-            let streams = lock.withLock { svids = response; return Array(svidStreams.values) }
-            streams.forEach { $0.yield(response) }
+        func publish(_ message: Message) {
+            let open = lock.withLock { latest = message; return Array(streams.values) }
+            open.forEach { $0.yield(message) }
         }
-
-        func publish(_ response: X509BundlesResponse) {
-            let streams = lock.withLock { bundles = response; return Array(bundleStreams.values) }
-            streams.forEach { $0.yield(response) }
-        }
-
-        func refuse() { lock.withLock { refused += 1 } }
 
         func endStreams() {
-            let (a, b) = lock.withLock { (Array(svidStreams.values), Array(bundleStreams.values)) }
-            a.forEach { $0.finish() }
-            b.forEach { $0.finish() }
+            lock.withLock { Array(streams.values) }.forEach { $0.finish() }
         }
 
-        func subscribeSVIDs() -> AsyncStream<X509SVIDResponse> {
-            let (stream, continuation) = AsyncStream<X509SVIDResponse>.makeStream()
+        /// A new stream that starts with the newest message, if any.
+        func subscribe() -> AsyncStream<Message> {
+            let (stream, continuation) = AsyncStream<Message>.makeStream()
             let id = lock.withLock {
                 nextID += 1
                 return nextID
             }
             // Before registering, so a stream ended at once is still removed.
-            continuation.onTermination = { [weak self] _ in self?.lock.withLock { _ = self?.svidStreams.removeValue(forKey: id) } }
+            continuation.onTermination = { [weak self] _ in self?.lock.withLock { _ = self?.streams.removeValue(forKey: id) } }
             lock.withLock {
-                svidStreams[id] = continuation
-                if let svids { continuation.yield(svids) }
-            }
-            return stream
-        }
-
-        func subscribeBundles() -> AsyncStream<X509BundlesResponse> {
-            let (stream, continuation) = AsyncStream<X509BundlesResponse>.makeStream()
-            let id = lock.withLock {
-                nextID += 1
-                return nextID
-            }
-            // Before registering, so a stream ended at once is still removed.
-            continuation.onTermination = { [weak self] _ in self?.lock.withLock { _ = self?.bundleStreams.removeValue(forKey: id) } }
-            lock.withLock {
-                bundleStreams[id] = continuation
-                if let bundles { continuation.yield(bundles) }
+                streams[id] = continuation
+                if let latest { continuation.yield(latest) }
             }
             return stream
         }
     }
 
+    /// Both X.509 streams and the count of refused calls.
+    final class Hub: @unchecked Sendable {
+        let svids = Topic<X509SVIDResponse>()
+        let bundles = Topic<X509BundlesResponse>()
+        private let lock = NSLock()
+        private var refused = 0
+
+        var refusedCalls: Int { lock.withLock { refused } }
+        var openStreams: Int { svids.openStreams + bundles.openStreams }
+        func refuse() { lock.withLock { refused += 1 } }
+        func publish(_ response: X509SVIDResponse) { svids.publish(response) }
+        func publish(_ response: X509BundlesResponse) { bundles.publish(response) }
+
+        func endStreams() {
+            svids.endStreams()
+            bundles.endStreams()
+        }
+    }
+
     struct Service: SpiffeWorkloadAPI.ServiceProtocol {
         let hub: Hub
+
+        /// Streams every message of `topic` until the server stops or the client goes.
+        func follow<M: Sendable>(_ topic: Topic<M>, _ metadata: Metadata) throws -> StreamingServerResponse<M> {
+            try checkHeader(metadata)
+            let updates = topic.subscribe()
+            return StreamingServerResponse { writer in
+                for await update in updates { try await writer.write(update) }
+                return [:]
+            }
+        }
 
         /// SPIRE's answer to a call without the header.
         func checkHeader(_ metadata: Metadata) throws {
@@ -163,23 +164,13 @@ public final class DevelopmentWorkloadAPIServer: @unchecked Sendable {
         func fetchX509SVID(request: ServerRequest<X509SVIDRequest>, context: ServerContext) async throws
             -> StreamingServerResponse<X509SVIDResponse>
         {
-            try checkHeader(request.metadata)
-            let updates = hub.subscribeSVIDs()
-            return StreamingServerResponse { writer in
-                for await update in updates { try await writer.write(update) }
-                return [:]
-            }
+            try follow(hub.svids, request.metadata)
         }
 
         func fetchX509Bundles(request: ServerRequest<X509BundlesRequest>, context: ServerContext) async throws
             -> StreamingServerResponse<X509BundlesResponse>
         {
-            try checkHeader(request.metadata)
-            let updates = hub.subscribeBundles()
-            return StreamingServerResponse { writer in
-                for await update in updates { try await writer.write(update) }
-                return [:]
-            }
+            try follow(hub.bundles, request.metadata)
         }
 
         func fetchJWTSVID(request: ServerRequest<JWTSVIDRequest>, context: ServerContext) async throws -> ServerResponse<JWTSVIDResponse> {
