@@ -210,11 +210,12 @@ final class Gate: @unchecked Sendable {
             if Set(seen.all).count == 2 { gate.open() }
         }
         let started = ContinuousClock.now
-        let r = try w.recovery(requestDeadline: .seconds(5), observer: observer)
+        let r = try w.recovery(requestDeadline: .seconds(10), observer: observer)
         let outcome = await r.run(distributor: nil)
         let elapsed = ContinuousClock.now - started
         #expect(outcome.ending == .operational)
-        #expect(elapsed < .seconds(1), "took \(elapsed) with a silent keeper")
+        // Not a speed check: far below the silent keeper's 10 s deadline (and see keeper 2 below).
+        #expect(elapsed < .seconds(5), "took \(elapsed): waited for the silent keeper")
         #expect(Set(outcome.shardsUsed) == [4, 5])
         let byKeeper = Dictionary(r.trace.recorded.compactMap { e in e.keeper.map { ($0, e.event) } }, uniquingKeysWith: { a, _ in a })
         #expect(byKeeper[1] == "keeper_unreachable")
