@@ -229,21 +229,29 @@ final class Gate: @unchecked Sendable {
     @Test func emptyKeepersFilledLaterAndBackoffRespectsTheCap() async throws {
         let w = try World()
         for _ in 0..<3 { try await w.addKeeper() }
-        let r = try w.recovery(maxBackoff: .milliseconds(150), initialBackoff: .milliseconds(40))
-        let filler = Task {
-            try await Task.sleep(for: .milliseconds(700))
-            w.fill(0)
-            w.fill(2)
+        // The keepers are filled after the sixth exhausted round, counted from the
+        // trace rather than guessed from a clock, so a slow machine cannot skip rounds.
+        let roundsBeforeFill = 6
+        let exhausted = LogCapture()
+        let observer: @Sendable (TraceEntry) -> Void = { entry in
+            guard entry.event == "round_exhausted" else { return }
+            exhausted.append(entry.event)
+            if exhausted.all.count == roundsBeforeFill {
+                w.fill(0)
+                w.fill(2)
+            }
         }
+        let r = try w.recovery(maxBackoff: .milliseconds(150), initialBackoff: .milliseconds(40), observer: observer)
         let outcome = await r.run(distributor: nil)
-        try await filler.value
         #expect(outcome.ending == .operational)
         let entries = r.trace.recorded
-        #expect(entries.filter { $0.event == "round_started" }.count >= 3)
-        // Each wait (round exhausted → next round) stays within the cap, plus scheduling slack.
+        #expect(entries.filter { $0.event == "round_exhausted" }.count == roundsBeforeFill)
+        #expect(entries.filter { $0.event == "round_started" }.count == roundsBeforeFill + 1)
+        // Each wait (round exhausted → next round) stays within the cap plus scheduling
+        // slack. Uncapped, the sixth wait would be at least 40 ms × 2⁵ × 0.75 = 960 ms.
         for (a, b) in zip(entries, entries.dropFirst()) where a.event == "round_exhausted" {
             #expect(b.event == "round_started")
-            #expect(b.milliseconds - a.milliseconds < 150 + 150)
+            #expect(b.milliseconds - a.milliseconds < 150 + 450)
         }
         for round in 1...40 { #expect(r.backoffDelay(round: round) <= .milliseconds(150)) }
         #expect(SpecTable.validate(r.trace.recorded.map { ($0.step, $0.event) }, in: try SpecTable.load()) == nil)
