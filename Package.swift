@@ -145,13 +145,17 @@ let package = Package(
             name: "ct-harness", dependencies: ["Shamir", "ScalarField", "SecureMemory", "ShamirCore"],
             swiftSettings: optimizedAlways),
 
+        // Helpers every test target shares: child processes off the cooperative
+        // pool, loopback ports from one ledger, test keys.
+        .target(name: "TestSupport", dependencies: ["SecureMemory", "Shamir"], path: "Tests/TestSupport"),
+
         .testTarget(
             name: "SpiffeIdentityTests",
             dependencies: ["SpiffeIdentity", .product(name: "X509", package: "swift-certificates")]),
         .testTarget(
             name: "MutualTLSTests",
             dependencies: [
-                "MutualTLS", "SpiffeIdentity", "SecureMemory",
+                "TestSupport", "MutualTLS", "SpiffeIdentity", "SecureMemory",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -159,7 +163,7 @@ let package = Package(
         .testTarget(
             name: "KeeperServiceTests",
             dependencies: [
-                "KeeperService", "MutualTLS", "SpiffeIdentity", "SpikeWire", "SecureMemory",
+                "TestSupport", "KeeperService", "MutualTLS", "SpiffeIdentity", "SpikeWire", "SecureMemory",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]),
@@ -169,7 +173,7 @@ let package = Package(
         .testTarget(
             name: "RecoveryTests",
             dependencies: [
-                "Recovery", "KeeperService", "MutualTLS", "SpiffeIdentity", "SpikeWire", "SecureMemory", "Shamir",
+                "TestSupport", "Recovery", "KeeperService", "MutualTLS", "SpiffeIdentity", "SpikeWire", "SecureMemory", "Shamir",
                 "BackingStore", "BackingStoreWriter",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -179,7 +183,7 @@ let package = Package(
         .testTarget(
             name: "WorkloadAPITests",
             dependencies: [
-                "WorkloadAPI", "WorkloadAPIProto", "SpiffeIdentity", "MutualTLS", "SecureMemory",
+                "TestSupport", "WorkloadAPI", "WorkloadAPIProto", "SpiffeIdentity", "MutualTLS", "SecureMemory",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
                 .product(name: "X509", package: "swift-certificates"),
@@ -189,7 +193,7 @@ let package = Package(
         .testTarget(
             name: "CLITests",
             dependencies: [
-                "BackingStoreWriter", "KeeperService", "SecureMemory", "Shamir", "SpiffeIdentity", "WorkloadAPI",
+                "TestSupport", "BackingStoreWriter", "KeeperService", "SecureMemory", "Shamir", "SpiffeIdentity", "WorkloadAPI",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]),

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// The built `spike-recovery` binary (swift build / swift test build it).
 let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -30,12 +31,6 @@ func cli(_ args: [String], env: [String: String] = [:], timeout: Duration = .sec
     p.waitUntilExit()
     killer.cancel()
     return Run(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
-}
-
-func temporaryDirectory() throws -> URL {
-    let d = FileManager.default.temporaryDirectory.appendingPathComponent("cli-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
-    return d
 }
 
 func mode(_ path: String) throws -> Int {

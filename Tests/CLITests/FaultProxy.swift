@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 
 /// A loopback TCP proxy in front of one keeper that injects network faults
 /// below TLS (so the mTLS between Nexus and keeper stays end to end). Runs on
@@ -166,11 +167,4 @@ final class FaultProxy: @unchecked Sendable {
         var buffer = [UInt8](repeating: 0, count: 4096)
         while buffer.withUnsafeMutableBytes({ read(fd, $0.baseAddress, $0.count) }) > 0 {}
     }
-}
-
-final class Counter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var n = 0
-    func bump() { lock.withLock { n += 1 } }
-    var value: Int { lock.withLock { n } }
 }

@@ -3,40 +3,7 @@ import Foundation
 import SecureMemory
 import Shamir
 import Testing
-
-/// Runs a command to completion off the cooperative pool; bounded in time.
-func run(_ executable: String, _ args: [String], timeout: TimeInterval = 30) async -> (status: Int32, output: String) {
-    await withCheckedContinuation { continuation in
-        Thread {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: executable)
-            p.arguments = args
-            let out = Pipe()
-            p.standardOutput = out
-            p.standardError = out
-            do { try p.run() } catch {
-                continuation.resume(returning: (-1, "\(error)"))
-                return
-            }
-            let killer = DispatchWorkItem { if p.isRunning { p.terminate() } }
-            DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: killer)
-            let data = out.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            killer.cancel()
-            continuation.resume(returning: (p.terminationStatus, String(decoding: data, as: UTF8.self)))
-        }.start()
-    }
-}
-
-/// Polls `condition` every 20 ms until it holds or `timeout` passes.
-func eventually(_ timeout: TimeInterval = 20, _ condition: () -> Bool) async throws -> Bool {
-    let end = Date().addingTimeInterval(timeout)
-    while Date() < end {
-        if condition() { return true }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-    return condition()
-}
+import TestSupport
 
 /// Secrets a run must never print: each in the forms a leak would take.
 struct SecretScan {

@@ -7,51 +7,7 @@ import SecureMemory
 import Shamir
 import SpiffeIdentity
 import Testing
-
-/// A loopback port nobody listens on, below Linux's ephemeral range
-/// (32768+, where outgoing connections take theirs), and never handed out
-/// twice by this process.
-func freePort() -> Int {
-    while true {
-        let port = Int.random(in: 20_000..<32_000)
-        guard PortLedger.claim(port) else { continue }
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let ok = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        } == 0
-        close(fd)
-        if ok { return port }
-    }
-}
-
-enum PortLedger {
-    nonisolated(unsafe) static var taken: Set<Int> = []
-    static let lock = NSLock()
-    static func claim(_ port: Int) -> Bool { lock.withLock { taken.insert(port).inserted } }
-}
-
-func portOpen(_ port: Int) -> Bool {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_port = in_port_t(UInt16(port).bigEndian)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    return withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } } == 0
-}
-
-/// A fresh root key Shamir can split (non-zero, below the group order).
-func randomRootKey() -> SecretBytes {
-    while true {
-        let key = SecretBytes(zeroedCount: 32)
-        key.withUnsafeMutableBytes { for i in 0..<32 { $0[i] = UInt8.random(in: 0...255) } }
-        if NativeShamir.isCanonicalNonZero(key) { return key }
-    }
-}
+import TestSupport
 
 /// A Nexus process against in-process keepers (real mTLS) and a real SQLite file.
 struct NexusWorld {
@@ -126,26 +82,23 @@ struct NexusWorld {
         var environment = ProcessInfo.processInfo.environment
         for (k, v) in w.env(port: port) { environment[k] = v }
         p.environment = environment
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
+        // Output goes to files: nothing blocks on a pipe, and a full pipe cannot stall Nexus.
+        let outPath = w.dir.appendingPathComponent("nexus.out").path, errPath = w.dir.appendingPathComponent("nexus.err").path
+        for path in [outPath, errPath] { FileManager.default.createFile(atPath: path, contents: nil) }
+        p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
+        p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
+        func file(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
         try p.run()
         let watchdog = DispatchWorkItem { if p.isRunning { p.terminate() } }
         DispatchQueue.global().asyncAfter(deadline: .now() + 30, execute: watchdog)
         defer { watchdog.cancel() }
-        func restore(_ id: Int) throws -> String {
+        func restore(_ id: Int) async -> String {
             let shard = w.shards[id - 1].withUnsafeBytes { $0.map(String.init).joined(separator: ",") }
-            let c = Process()
-            c.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-            c.arguments = ["-s", "-k", "--max-time", "10",
-                           "--cert", w.dir.appendingPathComponent("pilot-restore.pem").path, "--key", w.dir.appendingPathComponent("pilot-restore.key").path,
-                           "-X", "POST", "-d", "{\"id\":\(id),\"shard\":[\(shard)]}", "https://127.0.0.1:\(port)/v1/operator/restore"]
-            let o = Pipe()
-            c.standardOutput = o
-            try c.run()
-            let data = o.fileHandleForReading.readDataToEndOfFile()
-            c.waitUntilExit()
-            return String(decoding: data, as: UTF8.self)
+            return await run("/usr/bin/curl", ["-s", "-k", "--max-time", "10",
+                                               "--cert", w.dir.appendingPathComponent("pilot-restore.pem").path,
+                                               "--key", w.dir.appendingPathComponent("pilot-restore.key").path,
+                                               "-X", "POST", "-d", "{\"id\":\(id),\"shard\":[\(shard)]}",
+                                               "https://127.0.0.1:\(port)/v1/operator/restore"]).output
         }
         // Wait for the operator port (bounded), then let recovery loop over the empty keepers a little.
         var up = false
@@ -155,21 +108,19 @@ struct NexusWorld {
         }
         if !up {
             p.terminate()
-            let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            Issue.record("nexus did not open its operator port: \(e)")
+            Issue.record("nexus did not open its operator port: \(file(errPath))")
             await w.stop()
             return
         }
         try await Task.sleep(for: .milliseconds(500))
-        #expect(try restore(1) == "{\"collected\":1,\"remaining\":1,\"restored\":false}")
-        #expect(try restore(1) == "{\"collected\":1,\"remaining\":1,\"restored\":false}")  // repeated id ignored
-        let last = try restore(3)
+        #expect(await restore(1) == "{\"collected\":1,\"remaining\":1,\"restored\":false}")
+        #expect(await restore(1) == "{\"collected\":1,\"remaining\":1,\"restored\":false}")  // repeated id ignored
+        let last = await restore(3)
         #expect(last == "{\"collected\":2,\"remaining\":0,\"restored\":true}")
-        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(try await eventually(30) { !p.isRunning }, "nexus did not exit after the restore")
         p.waitUntilExit()
-        #expect(p.terminationStatus == 0, "\(stderr)")
-        #expect(stdout.hasPrefix("{\"operational\":true,\"secrets\":1,"))
+        #expect(p.terminationStatus == 0, "\(file(errPath))")
+        #expect(file(outPath).hasPrefix("{\"operational\":true,\"secrets\":1,"))
         let events = try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n")
         #expect(events.last?.contains("\"event\":\"stand_down\"") == true)
         #expect(!events.contains { $0.contains("root_key_set") })
@@ -200,16 +151,8 @@ struct NexusWorld {
 }
 
 @Suite(.serialized) struct MetricsEndpointTests {
-    func scrape(_ port: Int) throws -> String {
-        let c = Process()
-        c.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-        c.arguments = ["-s", "--max-time", "5", "http://127.0.0.1:\(port)/metrics"]
-        let o = Pipe()
-        c.standardOutput = o
-        try c.run()
-        let data = o.fileHandleForReading.readDataToEndOfFile()
-        c.waitUntilExit()
-        return String(decoding: data, as: UTF8.self)
+    func scrape(_ port: Int) async -> String {
+        await run("/usr/bin/curl", ["-s", "--max-time", "5", "http://127.0.0.1:\(port)/metrics"]).output
     }
 
     @Test func nexusExportsRecoveryMetrics() async throws {
@@ -227,7 +170,7 @@ struct NexusWorld {
         var text = ""
         for _ in 0..<600 where !text.contains("spike_recovery_time_to_operational_seconds") {
             try await Task.sleep(for: .milliseconds(50))
-            text = (try? scrape(metrics)) ?? ""
+            text = await scrape(metrics)
         }
         #expect(text.contains("spike_recovery_rounds_total 1"))
         // Two shards were received (from whichever keepers answered first).
@@ -237,7 +180,7 @@ struct NexusWorld {
         #expect(text.contains("spike_recovery_time_to_operational_seconds"))
         var delivered = false
         for _ in 0..<400 where !delivered {
-            delivered = (try? scrape(metrics))?.contains("spike_distribution_shards_total{outcome=\"delivered\"} 3") ?? false
+            delivered = await scrape(metrics).contains("spike_distribution_shards_total{outcome=\"delivered\"} 3")
             if !delivered { try await Task.sleep(for: .milliseconds(50)) }
         }
         #expect(delivered)

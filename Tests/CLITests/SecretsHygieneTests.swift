@@ -1,6 +1,7 @@
 import Foundation
 import SecureMemory
 import Testing
+import TestSupport
 
 /// Process-level hygiene of the secret-holding commands: no core dump, no
 /// backtrace or register dump on a crash, memory locked, and one notice

@@ -4,6 +4,7 @@ import SecureMemory
 import Shamir
 import SpiffeIdentity
 import Testing
+import TestSupport
 import WorkloadAPI
 
 /// `cli` on its own thread: the in-process Workload API servers answer on

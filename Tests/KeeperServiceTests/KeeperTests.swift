@@ -5,6 +5,7 @@ import NIOPosix
 import SecureMemory
 import SpikeWire
 import Testing
+import TestSupport
 @testable import KeeperService
 @_spi(Testing) @testable import SpiffeIdentity
 
@@ -184,15 +185,14 @@ struct KeeperFixture {
 
     @Test func curlFetchesTheShardFromARunningKeeper() async throws {
         #expect(FileManager.default.isExecutableFile(atPath: Self.binary), "build the CLI first: swift build")
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("keeper-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let dir = try temporaryDirectory("keeper")
         defer { try? FileManager.default.removeItem(at: dir) }
         let pki = try DevelopmentPKI()
         try pki.writeBundle(into: dir)
         for (name, path) in [("keeper", "/spike/keeper/1"), ("nexus", "/spike/nexus"), ("bootstrap", "/spike/bootstrap")] {
             try pki.write(path: path, name: name, into: dir)
         }
-        let port = 20_000 + Int.random(in: 0..<20_000)
+        let port = freePort()
         let keeper = Process()
         keeper.executableURL = URL(fileURLWithPath: Self.binary)
         keeper.arguments = ["keeper"]
@@ -206,21 +206,14 @@ struct KeeperFixture {
         keeper.standardError = log
         try keeper.run()
         defer { if keeper.isRunning { keeper.terminate() } }
-        func curl(_ who: String, _ route: String, _ body: String, headers: Bool = false) throws -> String {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-            p.arguments = ["-s", "-k", "--max-time", "5", "--retry", "20", "--retry-connrefused", "--retry-delay", "0"] + (headers ? ["-i"] : [])
+        func curl(_ who: String, _ route: String, _ body: String, headers: Bool = false) async -> String {
+            await run("/usr/bin/curl", ["-s", "-k", "--max-time", "5", "--retry", "20", "--retry-connrefused", "--retry-delay", "0"]
+                + (headers ? ["-i"] : [])
                 + ["--cert", dir.appendingPathComponent("\(who).pem").path, "--key", dir.appendingPathComponent("\(who).key").path,
-                   "-X", "POST", "-H", "Content-Type: application/json", "-d", body, "https://127.0.0.1:\(port)\(route)"]
-            let out = Pipe()
-            p.standardOutput = out
-            try p.run()
-            let data = out.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            return String(decoding: data, as: UTF8.self)
+                   "-X", "POST", "-H", "Content-Type: application/json", "-d", body, "https://127.0.0.1:\(port)\(route)"]).output
         }
-        #expect(try curl("bootstrap", "/v1/store/contribute", json(shardB)) == "{}")
-        let response = try curl("nexus", "/v1/store/shard", "{}", headers: true)
+        #expect(await curl("bootstrap", "/v1/store/contribute", json(shardB)) == "{}")
+        let response = await curl("nexus", "/v1/store/shard", "{}", headers: true)
         let expected = "{\"shard\":[" + shardB.map(String.init).joined(separator: ",") + "],\"Err\":\"\"}"
         #expect(response.hasSuffix("\r\n\r\n" + expected))
         #expect(response.contains("Content-Type: application/json\r\n"))

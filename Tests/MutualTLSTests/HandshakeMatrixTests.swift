@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import SecureMemory
 import Testing
+import TestSupport
 import X509
 @_spi(Testing) @testable import SpiffeIdentity
 
@@ -47,13 +48,6 @@ struct Identities {
             ("unknown-ca", try source("/spike/nexus", from: stranger), false),
         ]
     }
-}
-
-final class Counter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var n = 0
-    func bump() { lock.lock(); n += 1; lock.unlock() }
-    var value: Int { lock.lock(); defer { lock.unlock() }; return n }
 }
 
 func startServer(_ ids: Identities, source: any X509Source, policy: PeerPolicy, counter: Counter,
@@ -178,17 +172,8 @@ func startServer(_ ids: Identities, source: any X509Source, policy: PeerPolicy, 
         try ids.pki.write(path: "/spike/keeper/1", name: "keeper", into: dir)
     }
 
-    func curl(_ args: [String]) throws -> (status: Int32, output: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-        p.arguments = ["-s", "-S", "--max-time", "5"] + args
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    func curl(_ args: [String]) async -> (status: Int32, output: String) {
+        await run("/usr/bin/curl", ["-s", "-S", "--max-time", "5"] + args)
     }
 
     @Test func curlWithNexusSucceedsWithPilotFails() async throws {
@@ -197,14 +182,14 @@ func startServer(_ ids: Identities, source: any X509Source, policy: PeerPolicy, 
                                            policy: .roles([.nexus, .bootstrap], trustRoots: ids.roots), counter: counter)
         let url = "https://127.0.0.1:\(server.port)/x"
         // -k: curl's own hostname check does not apply to SVIDs; the client certificate is what is under test.
-        let ok = try curl(["-k", "--cert", dir.appendingPathComponent("nexus.pem").path, "--key", dir.appendingPathComponent("nexus.key").path,
+        let ok = await curl(["-k", "--cert", dir.appendingPathComponent("nexus.pem").path, "--key", dir.appendingPathComponent("nexus.key").path,
                            "-X", "POST", "-d", "{}", url])
         #expect(ok.status == 0)
         #expect(ok.output == "{\"peer\":\"spiffe://spike.ist/spike/nexus\"}")
-        let pilot = try curl(["-k", "--cert", dir.appendingPathComponent("pilot.pem").path, "--key", dir.appendingPathComponent("pilot.key").path,
+        let pilot = await curl(["-k", "--cert", dir.appendingPathComponent("pilot.pem").path, "--key", dir.appendingPathComponent("pilot.key").path,
                               "-X", "POST", "-d", "{}", url])
         #expect(pilot.status != 0)
-        let anonymous = try curl(["-k", "-X", "POST", "-d", "{}", url])
+        let anonymous = await curl(["-k", "-X", "POST", "-d", "{}", url])
         #expect(anonymous.status != 0)
         #expect(counter.value == 1)
         await server.stop()
@@ -220,7 +205,7 @@ func startServer(_ ids: Identities, source: any X509Source, policy: PeerPolicy, 
                                            counter: Counter(), limits: limits)
         let url = "https://127.0.0.1:\(server.port)/x"
         // Three requests 1/3 s apart on one connection: the last is past the deadline.
-        let r = try curl(["-k", "--cert", dir.appendingPathComponent("nexus.pem").path, "--key", dir.appendingPathComponent("nexus.key").path,
+        let r = await curl(["-k", "--cert", dir.appendingPathComponent("nexus.pem").path, "--key", dir.appendingPathComponent("nexus.key").path,
                           "--rate", "3/s", "-w", " %{num_connects}\n", "-X", "POST", "-d", "{}", url, url, url])
         let body = "{\"peer\":\"spiffe://spike.ist/spike/nexus\"}"
         #expect(r.status == 0)

@@ -5,12 +5,13 @@ import KeeperService
 import Logging
 import MutualTLS
 import NIOCore
-import NIOPosix
 import NIOHTTP1
+import NIOPosix
 import SecureMemory
 import Shamir
 import SpikeWire
 import Testing
+import TestSupport
 @testable import Recovery
 @testable import SpiffeIdentity
 
@@ -32,14 +33,6 @@ struct CapturingHandler: LogHandler {
     }
     func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
         capture.append("\(level) \(message)")
-    }
-}
-
-func randomRootKey() -> SecretBytes {
-    while true {
-        let k = SecretBytes(zeroedCount: 32)
-        k.withUnsafeMutableBytes { for i in 0..<32 { $0[i] = UInt8.random(in: 0...255) } }
-        if NativeShamir.isCanonicalNonZero(k) { return k }
     }
 }
 
@@ -289,7 +282,10 @@ final class Gate: @unchecked Sendable {
         try await w.addKeeper()
         w.fill(0, with: try NativeShamir().split(rootKey: randomRootKey(), threshold: 2, shares: 2).shards[0].value)
         w.fill(1)
-        let r = try w.recovery(deadline: .milliseconds(800))
+        // The deadline ends a recovery that can never succeed. It must leave time for
+        // both shards to arrive on a loaded machine (800 ms did not, once, in a full
+        // parallel run), so the verification failure is always reached first.
+        let r = try w.recovery(deadline: .seconds(4))
         let outcome = await r.run(distributor: nil)
         guard case .failed(let reason) = outcome.ending else { Issue.record("expected failure"); return }
         #expect(reason.contains("deadline"))
@@ -306,10 +302,11 @@ final class Gate: @unchecked Sendable {
         for _ in 0..<3 { try await w.addKeeper() }
         for i in 0..<3 { w.fill(i) }
         let swapped = [w.urls[1], w.urls[0], w.urls[2]]
-        let r = try w.recovery(deadline: .milliseconds(800), urls: swapped)
+        let r = try w.recovery(deadline: .seconds(4), urls: swapped)  // time for shards to arrive, as above
         let outcome = await r.run(distributor: nil)
         // Every pair now mixes positions: no subset opens the store.
         if case .failed = outcome.ending {} else { Issue.record("a reordered list must not recover: \(outcome.ending)") }
+        #expect(events(r).contains("key_verification_failed"))
         #expect(!r.holder.isSet)
         await w.stop()
     }

@@ -7,6 +7,7 @@ import NIOPosix
 import SpiffeIdentity
 import SwiftASN1
 import Testing
+import TestSupport
 import WorkloadAPIProto
 import X509
 @testable import WorkloadAPI
@@ -347,18 +348,18 @@ func fastOptions(_ selector: SVIDSelector = .first, wait: Duration = .seconds(10
         var first = X509BundlesResponse()
         first.bundles = ["spiffe://spike.ist": try der(pki.caCertificate)]
         api.publish(first)
-        let updates = Counter()
+        let updates = Counter(), refusals = Counter()
         let bundles = try WorkloadAPIBundleSource(endpoint: try WorkloadEndpoint(parsing: "unix://\(api.socketPath)"),
                                                   backoff: BackoffPolicy(initial: .milliseconds(20))) { event in
             if case .updated = event { updates.bump() }
-            if case .refused = event { updates.bumpRefused() }
+            if case .refused = event { refusals.bump() }
         }
         try await until { updates.value == 1 }
         #expect(bundles.current?["spike.ist"] == [pki.caCertificate])
         var bad = X509BundlesResponse()
         bad.bundles = ["spike.ist": try der(pki.caCertificate)]
         api.publish(bad)
-        try await until { updates.refused == 1 }
+        try await until { refusals.value == 1 }
         #expect(bundles.current?.keys.sorted() == ["spike.ist"])
         var second = first
         second.bundles["spiffe://other.example"] = try der(other.caCertificate) + der(pki.caCertificate)
@@ -368,16 +369,6 @@ func fastOptions(_ selector: SVIDSelector = .first, wait: Duration = .seconds(10
         await bundles.close()
         await api.stop()
     }
-}
-
-final class Counter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var n = 0
-    private var r = 0
-    func bump() { lock.withLock { n += 1 } }
-    func bumpRefused() { lock.withLock { r += 1 } }
-    var value: Int { lock.withLock { n } }
-    var refused: Int { lock.withLock { r } }
 }
 
 func until(timeout: Duration = .seconds(10), _ condition: () -> Bool) async throws {
