@@ -117,7 +117,7 @@ final class DemoRun: @unchecked Sendable {
         // Bootstrap: split and seed, keeper i gets share i.
         let split = try NativeShamir().split(rootKey: rootKey, threshold: threshold, shares: keeperCount)
         for (i, shard) in split.shards.enumerated() {
-            if case .failure(let e) = await bootstrap.contribute(url: urls[i] + "/v1/store/contribute", shard: shard.value, deadline: .seconds(5)) {
+            if case .failure(let e) = await bootstrap.contribute(url: urls[i] + "/v1/store/contribute", shard: shard.value, deadline: .seconds(15)) {
                 throw OperatorError("demo: seeding keeper \(i + 1) failed: \(e)")
             }
             shard.value.wipe()
@@ -189,12 +189,15 @@ final class DemoRun: @unchecked Sendable {
         lock.withLock { children.append(p) }
     }
 
+    /// Keepers start in well under a second; the 30 s bound is for a machine busy
+    /// with other work (a CI run under sanitizers), not for a normal start.
     func waitForKeeper(url: String, index: Int) async throws {
-        for _ in 0..<200 {
+        let until = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < until {
             if connectable(url) { return }
             try await Task.sleep(for: .milliseconds(25))
         }
-        throw OperatorError("demo: keeper \(index) did not start listening on \(url)")
+        throw OperatorError("demo: keeper \(index) did not start listening on \(url) within 30 s")
     }
 
     func connectable(_ url: String) -> Bool {

@@ -12,8 +12,10 @@ struct Run {
     let stderr: String
 }
 
-/// Runs the CLI with arguments and environment; bounded in time.
-func cli(_ args: [String], env: [String: String] = [:], timeout: Duration = .seconds(60)) throws -> Run {
+/// Runs the CLI with arguments and environment to completion, bounded in time.
+/// The waiting happens on threads of its own, never on the cooperative pool, and
+/// both pipes are drained at once so a chatty stderr cannot stall the child.
+func cli(_ args: [String], env: [String: String] = [:], timeout: Duration = .seconds(60)) async throws -> Run {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: binary)
     p.arguments = args
@@ -24,14 +26,25 @@ func cli(_ args: [String], env: [String: String] = [:], timeout: Duration = .sec
     p.standardOutput = out
     p.standardError = err
     try p.run()
-    let killer = DispatchWorkItem { if p.isRunning { p.terminate() } }
-    DispatchQueue.global().asyncAfter(deadline: .now() + Double(timeout.components.seconds), execute: killer)
-    let o = out.fileHandleForReading.readDataToEndOfFile()
-    let e = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    killer.cancel()
-    return Run(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+    return await withCheckedContinuation { continuation in
+        Thread {
+            let killer = DispatchWorkItem { if p.isRunning { p.terminate() } }
+            DispatchQueue.global().asyncAfter(deadline: .now() + Double(timeout.components.seconds), execute: killer)
+            let e = Collected()
+            let stderrRead = DispatchSemaphore(value: 0)
+            Thread { e.data = err.fileHandleForReading.readDataToEndOfFile(); stderrRead.signal() }.start()
+            let o = out.fileHandleForReading.readDataToEndOfFile()
+            stderrRead.wait()
+            p.waitUntilExit()
+            killer.cancel()
+            continuation.resume(returning: Run(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
+                                               stderr: String(decoding: e.data, as: UTF8.self)))
+        }.start()
+    }
 }
+
+/// Bytes one thread reads and another takes after a semaphore.
+private final class Collected: @unchecked Sendable { var data = Data() }
 
 func mode(_ path: String) throws -> Int {
     (try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? NSNumber)?.intValue ?? -1
@@ -44,7 +57,7 @@ struct GoVectors: Decodable {
 }
 
 @Suite(.serialized) struct ShamirCLITests {
-    @Test func splitMatchesGoSpikeByteForByte() throws {
+    @Test func splitMatchesGoSpikeByteForByte() async throws {
         #expect(FileManager.default.isExecutableFile(atPath: binary), "build the CLI first: swift build")
         let vectors = try JSONDecoder().decode(GoVectors.self, from: Data(contentsOf: repository.appendingPathComponent("Vectors/go-spike/go-spike-shamir.json")))
         for v in vectors.split.filter({ $0.shares <= 20 }).prefix(12) {
@@ -53,7 +66,7 @@ struct GoVectors: Decodable {
             let keyFile = dir.appendingPathComponent("root.key").path
             try v.root_key.write(toFile: keyFile, atomically: true, encoding: .utf8)
             let out = dir.appendingPathComponent("shards").path
-            let r = try cli(["shamir", "split", "--threshold", "\(v.threshold)", "--shares", "\(v.shares)", "--root-key-file", keyFile, "--out", out])
+            let r = try await cli(["shamir", "split", "--threshold", "\(v.threshold)", "--shares", "\(v.shares)", "--root-key-file", keyFile, "--out", out])
             #expect(r.status == 0, "\(v.name): \(r.stderr)")
             #expect(r.stdout.isEmpty)
             #expect(!r.stderr.contains(v.root_key) && !r.stderr.contains(v.shards[0].value))
@@ -67,63 +80,63 @@ struct GoVectors: Decodable {
             // And back: any threshold of them.
             let keyOut = dir.appendingPathComponent("recovered.key").path
             let files2 = v.shards.suffix(v.threshold).map { out + "/spike.recovery.\($0.id).txt" }
-            let back = try cli(["shamir", "recover", "--threshold", "\(v.threshold)", "--out", keyOut] + files2)
+            let back = try await cli(["shamir", "recover", "--threshold", "\(v.threshold)", "--out", keyOut] + files2)
             #expect(back.status == 0, "\(v.name): \(back.stderr)")
             #expect(try String(contentsOfFile: keyOut, encoding: .utf8) == v.root_key)
             #expect(try mode(keyOut) == 0o600)
         }
     }
 
-    @Test func recoverErrorsNameTheFileAndWriteNothing() throws {
+    @Test func recoverErrorsNameTheFileAndWriteNothing() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let key = String(repeating: "0f", count: 32)
         try key.write(toFile: dir.appendingPathComponent("k").path, atomically: true, encoding: .utf8)
         let shards = dir.appendingPathComponent("s").path
-        #expect(try cli(["shamir", "split", "--threshold", "2", "--shares", "3", "--root-key-file", dir.appendingPathComponent("k").path, "--out", shards]).status == 0)
+        #expect(try await cli(["shamir", "split", "--threshold", "2", "--shares", "3", "--root-key-file", dir.appendingPathComponent("k").path, "--out", shards]).status == 0)
         let out = dir.appendingPathComponent("out.key").path
-        func recover(_ files: [String], threshold: Int = 2) throws -> Run {
-            try cli(["shamir", "recover", "--threshold", "\(threshold)", "--out", out] + files)
+        func recover(_ files: [String], threshold: Int = 2) async throws -> Run {
+            try await cli(["shamir", "recover", "--threshold", "\(threshold)", "--out", out] + files)
         }
         let s1 = shards + "/spike.recovery.1.txt", s2 = shards + "/spike.recovery.2.txt"
-        let tooFew = try recover([s1])
+        let tooFew = try await recover([s1])
         #expect(tooFew.status != 0 && tooFew.stderr.contains("need 2 shard files, got 1"))
         let dup = dir.appendingPathComponent("dup.txt").path
         try FileManager.default.copyItem(atPath: s1, toPath: dup)
-        let duplicate = try recover([s1, dup])
+        let duplicate = try await recover([s1, dup])
         #expect(duplicate.status != 0 && duplicate.stderr.contains("\(dup): shard id 1 is also in \(s1)"))
         let bad = dir.appendingPathComponent("bad.txt").path
         try "spike:2:zz".write(toFile: bad, atomically: true, encoding: .utf8)
-        let badFile = try recover([s1, bad])
+        let badFile = try await recover([s1, bad])
         #expect(badFile.status != 0 && badFile.stderr.contains("\(bad): shard has 2 hex digits, expected 64"))
-        let missing = try recover([s1, dir.appendingPathComponent("nope").path])
+        let missing = try await recover([s1, dir.appendingPathComponent("nope").path])
         #expect(missing.status != 0 && missing.stderr.contains("nope: no such file"))
         let order = dir.appendingPathComponent("order.txt").path
         try ("spike:2:" + "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551").write(toFile: order, atomically: true, encoding: .utf8)
-        let notCanonical = try recover([s1, order])
+        let notCanonical = try await recover([s1, order])
         #expect(notCanonical.status != 0 && notCanonical.stderr.contains("\(order): shard value is not below the P-256 group order"))
         #expect(!FileManager.default.fileExists(atPath: out))
         for r in [tooFew, duplicate, badFile, missing, notCanonical] { #expect(!r.stderr.contains(key)) }
-        #expect(try recover([s2, s1]).status == 0)
+        #expect(try await recover([s2, s1]).status == 0)
         #expect(try String(contentsOfFile: out, encoding: .utf8) == key)
     }
 
-    @Test func badFlagsAndSettingsAreOneClearLine() throws {
-        let r = try cli(["nexus"], env: ["SPIKE_NEXUS_KEEPER_PEERS": "https://a:1,http://b:2"])
+    @Test func badFlagsAndSettingsAreOneClearLine() async throws {
+        let r = try await cli(["nexus"], env: ["SPIKE_NEXUS_KEEPER_PEERS": "https://a:1,http://b:2"])
         #expect(r.status == 64)
         #expect(r.stderr.contains("SPIKE_NEXUS_KEEPER_PEERS: entry 2 is not an https://host[:port][/prefix] URL"))
-        let t = try cli(["nexus"], env: ["SPIKE_NEXUS_KEEPER_PEERS": "https://a:1", "SPIKE_NEXUS_SHAMIR_THRESHOLD": "two"])
+        let t = try await cli(["nexus"], env: ["SPIKE_NEXUS_KEEPER_PEERS": "https://a:1", "SPIKE_NEXUS_SHAMIR_THRESHOLD": "two"])
         #expect(t.status == 64 && t.stderr.contains("SPIKE_NEXUS_SHAMIR_THRESHOLD: expected a whole number"))
-        let k = try cli(["keeper"], env: ["SPIKE_KEEPER_TLS_PORT": "localhost"])
+        let k = try await cli(["keeper"], env: ["SPIKE_KEEPER_TLS_PORT": "localhost"])
         #expect(k.status == 64 && k.stderr.contains("SPIKE_KEEPER_TLS_PORT: expected [host]:port"))
-        let f = try cli(["keeper"], env: ["SPIKE_SVID_CERT_FILE": "/nonexistent/a.pem", "SPIKE_SVID_KEY_FILE": "/x", "SPIKE_SVID_BUNDLE_FILE": "/y"])
+        let f = try await cli(["keeper"], env: ["SPIKE_SVID_CERT_FILE": "/nonexistent/a.pem", "SPIKE_SVID_KEY_FILE": "/x", "SPIKE_SVID_BUNDLE_FILE": "/y"])
         #expect(f.status == 64 && f.stderr.contains("/nonexistent/a.pem: no such file"))
     }
 }
 
 @Suite(.serialized) struct DemoAndNexusProcessTests {
-    @Test func demoJSONSummary() throws {
-        let r = try cli(["demo", "--json"])
+    @Test func demoJSONSummary() async throws {
+        let r = try await cli(["demo", "--json"])
         #expect(r.status == 0, "\(r.stderr)")
         let line = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(!line.contains("\n"))
@@ -134,38 +147,39 @@ struct GoVectors: Decodable {
         #expect(r.stderr.contains("demo ok"))
     }
 
-    @Test func demoKilledMidRunLeavesNothingBehind() throws {
+    @Test func demoKilledMidRunLeavesNothingBehind() async throws {
         let before = Set(try FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory()).filter { $0.hasPrefix("spike-recovery-demo-") })
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = ["demo", "--keepers", "4"]
-        let err = Pipe()
-        p.standardError = err
-        try p.run()
-        // Wait until the keepers are up, then interrupt.
-        var seen = ""
-        let handle = err.fileHandleForReading
-        while !seen.contains("keeper processes up"), p.isRunning {
-            let chunk = handle.availableData
-            if chunk.isEmpty { break }
-            seen += String(decoding: chunk, as: UTF8.self)
+        // The blocking reads and waits run on a thread of their own, not on the cooperative pool.
+        let dir: String = try await withCheckedThrowingContinuation { continuation in
+            Thread {
+                continuation.resume(with: Result {
+                    let p = Process()
+                    p.executableURL = URL(fileURLWithPath: binary)
+                    p.arguments = ["demo", "--keepers", "4"]
+                    let err = Pipe()
+                    p.standardError = err
+                    try p.run()
+                    // Wait until the keepers are up, then interrupt.
+                    var seen = ""
+                    let handle = err.fileHandleForReading
+                    while !seen.contains("keeper processes up"), p.isRunning {
+                        let chunk = handle.availableData
+                        if chunk.isEmpty { break }
+                        seen += String(decoding: chunk, as: UTF8.self)
+                    }
+                    let dirLine = seen.split(separator: "\n").first { $0.contains("dev CA and SVIDs") }.map(String.init) ?? ""
+                    p.interrupt()
+                    p.waitUntilExit()
+                    return dirLine.components(separatedBy: " in ").last ?? ""
+                })
+            }.start()
         }
-        let dirLine = seen.split(separator: "\n").first { $0.contains("dev CA and SVIDs") }.map(String.init) ?? ""
-        let dir = dirLine.components(separatedBy: " in ").last ?? ""
-        p.interrupt()
-        p.waitUntilExit()
         #expect(!dir.isEmpty)
         #expect(!FileManager.default.fileExists(atPath: dir), "temporary directory left behind")
         let after = Set(try FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory()).filter { $0.hasPrefix("spike-recovery-demo-") })
         #expect(after.subtracting(before).isEmpty)
         // No keeper process of that demo survives.
-        Thread.sleep(forTimeInterval: 0.5)
-        let ps = Process()
-        ps.executableURL = URL(fileURLWithPath: "/usr/bin/pgrep")
-        ps.arguments = ["-f", dir.isEmpty ? "no-such-dir" : dir]
-        ps.standardOutput = Pipe()
-        try ps.run()
-        ps.waitUntilExit()
-        #expect(ps.terminationStatus == 1, "a keeper process outlived the demo")
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(await run("/usr/bin/pgrep", ["-f", dir.isEmpty ? "no-such-dir" : dir]).status == 1, "a keeper process outlived the demo")
     }
 }

@@ -19,7 +19,7 @@ struct NexusWorld {
 
     init(fill: Bool) async throws {
         dir = try temporaryDirectory()
-        #expect(try cli(["certs", "issue", "--out", dir.path, "--keepers", "3"]).status == 0)
+        #expect(try await cli(["certs", "issue", "--out", dir.path, "--keepers", "3"]).status == 0)
         var made: [KeeperServer] = []
         for i in 1...3 {
             let source = try FileX509Source(certFile: dir.appendingPathComponent("keeper-\(i).pem").path, keyFile: dir.appendingPathComponent("keeper-\(i).key").path,
@@ -42,7 +42,10 @@ struct NexusWorld {
         ["SPIKE_NEXUS_KEEPER_PEERS": urls, "SPIKE_NEXUS_DATA_DIR": dir.appendingPathComponent("nexus").path,
          "SPIKE_SVID_CERT_FILE": dir.appendingPathComponent("nexus.pem").path, "SPIKE_SVID_KEY_FILE": dir.appendingPathComponent("nexus.key").path,
          "SPIKE_SVID_BUNDLE_FILE": dir.appendingPathComponent("bundle.pem").path, "SPIKE_NEXUS_TLS_PORT": "127.0.0.1:\(port)",
-         "SPIKE_NEXUS_RECOVERY_MAX_INTERVAL": "200ms"]
+         "SPIKE_NEXUS_RECOVERY_MAX_INTERVAL": "200ms",
+         // The keepers live in the test process (sanitized in CI's TSan run); no test
+         // here is about a keeper timing out, so give answers all the time they need.
+         "SPIKE_NEXUS_KEEPER_REQUEST_TIMEOUT": "30s"]
     }
 
     func stop() async {
@@ -56,7 +59,7 @@ struct NexusWorld {
         let w = try await NexusWorld(fill: true)
         w.keepers[2].slot.wipe()  // keeper 3 restarted: empty until distribution
         let trace = w.dir.appendingPathComponent("trace.jsonl").path
-        let r = try cli(["nexus", "--once", "--json", "--trace", trace, "--deadline", "20"], env: w.env(port: freePort()))
+        let r = try await cli(["nexus", "--once", "--json", "--trace", trace, "--deadline", "20"], env: w.env(port: freePort()))
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.hasPrefix("{\"operational\":true,\"secrets\":1,\"secret_versions\":1,\"policies\":1,\"shards_used\":[1,2],\"keepers_rejected\":[],\"elapsed_ms\":"))
         let lines = try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n")
@@ -134,16 +137,16 @@ struct NexusWorld {
         let keyFile = w.dir.appendingPathComponent("rk").path
         try w.rootKey.withUnsafeBytes { $0.map { String(format: "%02x", $0) }.joined() }.write(toFile: keyFile, atomically: true, encoding: .utf8)
         let files = w.dir.appendingPathComponent("pilot").path
-        #expect(try cli(["shamir", "split", "--threshold", "2", "--shares", "3", "--root-key-file", keyFile, "--out", files]).status == 0)
-        let r = try cli(["nexus", "--once", "--json", "--restore", files + "/spike.recovery.2.txt", files + "/spike.recovery.3.txt"], env: w.env(port: freePort()))
+        #expect(try await cli(["shamir", "split", "--threshold", "2", "--shares", "3", "--root-key-file", keyFile, "--out", files]).status == 0)
+        let r = try await cli(["nexus", "--once", "--json", "--restore", files + "/spike.recovery.2.txt", files + "/spike.recovery.3.txt"], env: w.env(port: freePort()))
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.hasPrefix("{\"operational\":true,\"secrets\":1,\"secret_versions\":1,\"policies\":1,\"shards_used\":[2,3]"))
         for (k, s) in zip(w.keepers, w.shards) { k.slot.withShard { #expect($0?.constantTimeEquals(s) == true) } }
         // Shards of another key do not open the store: refused, exit 1.
         let other = w.dir.appendingPathComponent("other").path
         try String(repeating: "1f", count: 32).write(toFile: keyFile, atomically: true, encoding: .utf8)
-        #expect(try cli(["shamir", "split", "--threshold", "2", "--shares", "3", "--root-key-file", keyFile, "--out", other]).status == 0)
-        let bad = try cli(["nexus", "--once", "--restore", other + "/spike.recovery.1.txt", other + "/spike.recovery.2.txt"], env: w.env(port: freePort()))
+        #expect(try await cli(["shamir", "split", "--threshold", "2", "--shares", "3", "--root-key-file", keyFile, "--out", other]).status == 0)
+        let bad = try await cli(["nexus", "--once", "--restore", other + "/spike.recovery.1.txt", other + "/spike.recovery.2.txt"], env: w.env(port: freePort()))
         #expect(bad.status == 1)
         #expect(bad.stderr.contains("does not open the store"))
         await w.stop()

@@ -17,7 +17,7 @@ import TestSupport
 
         init(limits: String = "ulimit -c unlimited", wrapper: String = "") async throws {
             dir = try temporaryDirectory()
-            #expect(try await cliOffPool(["certs", "issue", "--out", dir.path, "--keepers", "1"], env: [:]).status == 0)
+            #expect(try await cli(["certs", "issue", "--out", dir.path, "--keepers", "1"], env: [:]).status == 0)
             process.executableURL = URL(fileURLWithPath: "/bin/bash")
             // The working directory is where a core file would land (core_pattern "core").
             process.arguments = ["-c", "cd '\(dir.path)' && \(limits) && exec \(wrapper) '\(binary)' keeper"]
@@ -101,6 +101,8 @@ import TestSupport
             try? FileManager.default.removeItem(at: k.dir)
         }
         #expect((k.status("VmLck") ?? 0) > 0, "no memory locked")
+        k.process.terminate()  // notices are flushed at the latest on exit
+        #expect(try await eventually(30) { !k.process.isRunning })
         #expect(!k.log.contains("memory hardening incomplete"))
     }
 
@@ -115,8 +117,10 @@ import TestSupport
             k.process.waitUntilExit()
             try? FileManager.default.removeItem(at: k.dir)
         }
+        #expect(k.status("VmLck") == 0)
+        k.process.terminate()  // notices are flushed at the latest on exit
+        #expect(try await eventually(30) { !k.process.isRunning })
         let notices = k.log.components(separatedBy: "memory hardening incomplete: mlockall").count - 1
         #expect(notices == 1, "\(k.log)")
-        #expect(k.status("VmLck") == 0)
     }
 }

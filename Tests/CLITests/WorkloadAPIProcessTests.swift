@@ -7,14 +7,6 @@ import Testing
 import TestSupport
 import WorkloadAPI
 
-/// `cli` on its own thread: the in-process Workload API servers answer on
-/// Swift's cooperative pool, which a blocking wait must not occupy.
-func cliOffPool(_ args: [String], env: [String: String]) async throws -> Run {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread { continuation.resume(with: Result { try cli(args, env: env) }) }.start()
-    }
-}
-
 @Suite(.serialized) struct WorkloadAPIProcessTests {
     /// Keepers and Nexus as real processes that get their SVIDs only from
     /// Workload API sockets: Nexus restores from Pilot files and hands the
@@ -55,10 +47,8 @@ func cliOffPool(_ args: [String], env: [String: String]) async throws -> Run {
             keepers.append(p)
             ports.append(port)
         }
-        for port in ports {
-            for _ in 0..<400 where !portOpen(port) { try await Task.sleep(for: .milliseconds(25)) }
-            #expect(portOpen(port), "keeper on \(port) did not start")
-        }
+        // Each keeper waits for its SVID from an in-process agent first (up to 30 s).
+        for port in ports { #expect(try await eventually(60) { portOpen(port) }, "keeper on \(port) did not start") }
         let nexusAPI = try await api("/spike/nexus")
 
         // A store under a fresh root key, and that key as Pilot shard files.
@@ -68,7 +58,7 @@ func cliOffPool(_ args: [String], env: [String: String]) async throws -> Run {
         let keyFile = dir.appendingPathComponent("rk").path
         try rootKey.withUnsafeBytes { $0.map { String(format: "%02x", $0) }.joined() }.write(toFile: keyFile, atomically: true, encoding: .utf8)
         let pilot = dir.appendingPathComponent("pilot").path
-        #expect(try await cliOffPool(["shamir", "split", "--threshold", "2", "--shares", "3", "--root-key-file", keyFile, "--out", pilot], env: [:]).status == 0)
+        #expect(try await cli(["shamir", "split", "--threshold", "2", "--shares", "3", "--root-key-file", keyFile, "--out", pilot], env: [:]).status == 0)
 
         let env = [
             "SPIFFE_ENDPOINT_SOCKET": "unix://\(nexusAPI.socketPath)",
@@ -76,11 +66,11 @@ func cliOffPool(_ args: [String], env: [String: String]) async throws -> Run {
             "SPIKE_NEXUS_KEEPER_PEERS": ports.map { "https://127.0.0.1:\($0)" }.joined(separator: ","),
             "SPIKE_NEXUS_DATA_DIR": dir.appendingPathComponent("nexus").path,
             "SPIKE_NEXUS_SHAMIR_THRESHOLD": "2", "SPIKE_NEXUS_SHAMIR_SHARES": "3",
-            "SPIKE_NEXUS_RECOVERY_MAX_INTERVAL": "200ms",
+            "SPIKE_NEXUS_RECOVERY_MAX_INTERVAL": "200ms", "SPIKE_NEXUS_KEEPER_REQUEST_TIMEOUT": "30s",
         ]
         var nexusEnv = env
         nexusEnv["SPIKE_NEXUS_TLS_PORT"] = "127.0.0.1:\(freePort())"
-        let restore = try await cliOffPool(["nexus", "--once", "--json", "--restore", pilot + "/spike.recovery.1.txt", pilot + "/spike.recovery.3.txt"],
+        let restore = try await cli(["nexus", "--once", "--json", "--restore", pilot + "/spike.recovery.1.txt", pilot + "/spike.recovery.3.txt"],
                                            env: nexusEnv)
         #expect(restore.status == 0, "\(restore.stderr)")
         #expect(restore.stderr.contains("SVID spiffe://spike.ist/spike/nexus from the Workload API (generation 1"))
@@ -89,13 +79,11 @@ func cliOffPool(_ args: [String], env: [String: String]) async throws -> Run {
         let (rotated, rotatedKey) = try pki.issue(path: "/spike/keeper/1-rotated")
         try apis[0].publish(svid: rotated, key: rotatedKey, bundle: [pki.caCertificate])
         let log1 = dir.appendingPathComponent("keeper-1.log").path
-        for _ in 0..<400 where !((try? String(contentsOfFile: log1, encoding: .utf8)) ?? "").contains("generation 2") {
-            try await Task.sleep(for: .milliseconds(25))
-        }
+        _ = try await eventually(60) { ((try? String(contentsOfFile: log1, encoding: .utf8)) ?? "").contains("generation 2") }
         #expect(try String(contentsOfFile: log1, encoding: .utf8).contains("SVID spiffe://spike.ist/spike/keeper/1-rotated from the Workload API (generation 2"))
 
         nexusEnv["SPIKE_NEXUS_TLS_PORT"] = "127.0.0.1:\(freePort())"
-        let recovered = try await cliOffPool(["nexus", "--once", "--json", "--deadline", "20"], env: nexusEnv)
+        let recovered = try await cli(["nexus", "--once", "--json", "--deadline", "20"], env: nexusEnv)
         #expect(recovered.status == 0, "\(recovered.stderr)")
         let summary = try JSONSerialization.jsonObject(with: Data(recovered.stdout.utf8)) as? [String: Any]
         #expect(summary?["operational"] as? Bool == true && summary?["secrets"] as? Int == 1)
@@ -111,7 +99,7 @@ func cliOffPool(_ args: [String], env: [String: String]) async throws -> Run {
     }
 
     @Test func aMissingAgentIsAClearError() async throws {
-        let r = try await cliOffPool(["keeper"], env: [
+        let r = try await cli(["keeper"], env: [
             "SPIFFE_ENDPOINT_SOCKET": "unix:///tmp/no-agent-\(UInt32.random(in: 0...UInt32.max)).sock",
             "SPIKE_WORKLOAD_API_TIMEOUT": "1500ms", "SPIKE_KEEPER_TLS_PORT": "127.0.0.1:\(freePort())",
             "SPIKE_SVID_CERT_FILE": "", "SPIKE_SVID_KEY_FILE": "", "SPIKE_SVID_BUNDLE_FILE": "",
@@ -120,7 +108,7 @@ func cliOffPool(_ args: [String], env: [String: String]) async throws -> Run {
         #expect(r.stderr.contains("no X.509 SVID from the Workload API at unix:///tmp/no-agent-"))
         #expect(r.stderr.contains(" within 1500 ms (unavailable: "))
         #expect(r.stderr.contains("set SPIKE_WORKLOAD_API_TIMEOUT to wait longer"))
-        let bad = try await cliOffPool(["keeper"], env: ["SPIFFE_ENDPOINT_SOCKET": "tcp://127.0.0.1:8081",
+        let bad = try await cli(["keeper"], env: ["SPIFFE_ENDPOINT_SOCKET": "tcp://127.0.0.1:8081",
                                                          "SPIKE_SVID_CERT_FILE": "", "SPIKE_SVID_KEY_FILE": "", "SPIKE_SVID_BUNDLE_FILE": ""])
         #expect(bad.status == 64)
         #expect(bad.stderr.contains("SPIFFE_ENDPOINT_SOCKET \"tcp://127.0.0.1:8081\": only unix: sockets are supported (got tcp:)"))

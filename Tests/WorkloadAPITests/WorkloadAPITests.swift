@@ -23,7 +23,7 @@ final class EventLog: @unchecked Sendable {
 
     /// Waits until `matches` holds for some event recorded at index ≥ `from`; returns its index.
     @discardableResult
-    func wait(from: Int = 0, timeout: Duration = .seconds(10), _ matches: (WorkloadAPIX509Source.Event) -> Bool) async throws -> Int {
+    func wait(from: Int = 0, timeout: Duration = .seconds(30), _ matches: (WorkloadAPIX509Source.Event) -> Bool) async throws -> Int {
         let clock = ContinuousClock()
         let end = clock.now + timeout
         while clock.now < end {
@@ -75,7 +75,7 @@ func response(_ svids: X509SVID...) -> X509SVIDResponse {
     return r
 }
 
-func fastOptions(_ selector: SVIDSelector = .first, wait: Duration = .seconds(10)) -> WorkloadAPIX509Source.Options {
+func fastOptions(_ selector: SVIDSelector = .first, wait: Duration = .seconds(30)) -> WorkloadAPIX509Source.Options {
     var o = WorkloadAPIX509Source.Options()
     o.selector = selector
     o.startupWait = wait
@@ -174,20 +174,21 @@ func fastOptions(_ selector: SVIDSelector = .first, wait: Duration = .seconds(10
         #expect(server.openStreams == 3)
         for s in [first, byHint, byID] { await s.close() }
 
-        await #expect(throws: WorkloadAPIError.noSVID(endpoint: endpoint.address, waited: .seconds(2),
+        // Long enough for the first message to arrive and be refused on a loaded machine.
+        await #expect(throws: WorkloadAPIError.noSVID(endpoint: endpoint.address, waited: .seconds(6),
                                                       lastProblem: "Workload API response refused: no SVID with hint \"missing\" among 2")) {
-            _ = try await WorkloadAPIX509Source.start(endpoint: endpoint, options: fastOptions(.hint("missing"), wait: .seconds(2)))
+            _ = try await WorkloadAPIX509Source.start(endpoint: endpoint, options: fastOptions(.hint("missing"), wait: .seconds(6)))
         }
     }
 
     @Test func noAgentIsAClearStartupError() async throws {
         let endpoint = try WorkloadEndpoint(parsing: "unix://\(temporarySocket())")
         do {
-            _ = try await WorkloadAPIX509Source.start(endpoint: endpoint, options: fastOptions(wait: .milliseconds(1500)))
+            _ = try await WorkloadAPIX509Source.start(endpoint: endpoint, options: fastOptions(wait: .milliseconds(4500)))
             Issue.record("started without an agent")
         } catch {
             let text = error.description
-            #expect(text.hasPrefix("no X.509 SVID from the Workload API at \(endpoint.address) within 1500 ms ("))
+            #expect(text.hasPrefix("no X.509 SVID from the Workload API at \(endpoint.address) within 4500 ms ("))
             #expect(text.contains("unavailable"))
         }
     }
@@ -208,14 +209,14 @@ func fastOptions(_ selector: SVIDSelector = .first, wait: Duration = .seconds(10
         let client = MTLSClient(group: MultiThreadedEventLoopGroup.singleton, source: nexus, serverPolicy: .roles([.keeper], trustRoots: roots))
         let url = "https://127.0.0.1:\(server.port)/v1/store/shard"
 
-        let before = try await client.post(url, json: [], deadline: .seconds(5))
+        let before = try await client.post(url, json: [], deadline: .seconds(30))
         #expect(before.peer.description == "spiffe://spike.ist/spike/keeper/1")
         #expect(before.body.withUnsafeBytes { String(decoding: $0, as: UTF8.self) } == "{\"peer\":\"spiffe://spike.ist/spike/nexus\"}")
 
         let seen = log.all.count
         keeperAPI.publish(response(try svidMessage(pki, path: "/spike/keeper/rotated")))
         try await log.wait(from: seen) { if case .updated(let s) = $0 { s.generation == 2 } else { false } }
-        let after = try await client.post(url, json: [], deadline: .seconds(5))
+        let after = try await client.post(url, json: [], deadline: .seconds(30))
         #expect(after.peer.description == "spiffe://spike.ist/spike/keeper/rotated")
 
         await server.stop()
@@ -328,7 +329,7 @@ func fastOptions(_ selector: SVIDSelector = .first, wait: Duration = .seconds(10
     }
 
     @Test func anExpiredSVIDIsNotPresented() async throws {
-        let api = try await server(response(try svidMessage(pki, path: "/spike/nexus", validFor: 2)))
+        let api = try await server(response(try svidMessage(pki, path: "/spike/nexus", validFor: 6)))  // outlives a slow start
         let nexus = try await WorkloadAPIX509Source.start(endpoint: try WorkloadEndpoint(parsing: "unix://\(api.socketPath)"), options: fastOptions())
         let client = MTLSClient(group: MultiThreadedEventLoopGroup.singleton, source: nexus, serverPolicy: .roles([.keeper], trustRoots: TrustRoots()))
         try await Task.sleep(until: .now + .seconds(Double(nexus.current.notAfter.timeIntervalSinceNow) + 0.1))
@@ -371,7 +372,7 @@ func fastOptions(_ selector: SVIDSelector = .first, wait: Duration = .seconds(10
     }
 }
 
-func until(timeout: Duration = .seconds(10), _ condition: () -> Bool) async throws {
+func until(timeout: Duration = .seconds(30), _ condition: () -> Bool) async throws {
     let end = ContinuousClock.now + timeout
     while !condition() {
         guard ContinuousClock.now < end else {
