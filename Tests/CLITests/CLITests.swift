@@ -6,45 +6,11 @@ import TestSupport
 let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 let binary = repository.appendingPathComponent(".build/debug/spike-recovery").path
 
-struct Run {
-    let status: Int32
-    let stdout: String
-    let stderr: String
+/// Runs the CLI with arguments and environment to completion, off the
+/// cooperative pool, bounded in time.
+func cli(_ args: [String], env: [String: String] = [:], timeout: Duration = .seconds(60)) async throws -> Finished {
+    try await runToCompletion(binary, args, environment: env, timeout: Double(timeout.components.seconds))
 }
-
-/// Runs the CLI with arguments and environment to completion, bounded in time.
-/// The waiting happens on threads of its own, never on the cooperative pool, and
-/// both pipes are drained at once so a chatty stderr cannot stall the child.
-func cli(_ args: [String], env: [String: String] = [:], timeout: Duration = .seconds(60)) async throws -> Run {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: binary)
-    p.arguments = args
-    var environment = ProcessInfo.processInfo.environment
-    for (k, v) in env { environment[k] = v }
-    p.environment = environment
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    try p.run()
-    return await withCheckedContinuation { continuation in
-        Thread {
-            let killer = DispatchWorkItem { if p.isRunning { p.terminate() } }
-            DispatchQueue.global().asyncAfter(deadline: .now() + Double(timeout.components.seconds), execute: killer)
-            let e = Collected()
-            let stderrRead = DispatchSemaphore(value: 0)
-            Thread { e.data = err.fileHandleForReading.readDataToEndOfFile(); stderrRead.signal() }.start()
-            let o = out.fileHandleForReading.readDataToEndOfFile()
-            stderrRead.wait()
-            p.waitUntilExit()
-            killer.cancel()
-            continuation.resume(returning: Run(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
-                                               stderr: String(decoding: e.data, as: UTF8.self)))
-        }.start()
-    }
-}
-
-/// Bytes one thread reads and another takes after a semaphore.
-private final class Collected: @unchecked Sendable { var data = Data() }
 
 func mode(_ path: String) throws -> Int {
     (try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? NSNumber)?.intValue ?? -1
@@ -95,7 +61,7 @@ struct GoVectors: Decodable {
         let shards = dir.appendingPathComponent("s").path
         #expect(try await cli(["shamir", "split", "--threshold", "2", "--shares", "3", "--root-key-file", dir.appendingPathComponent("k").path, "--out", shards]).status == 0)
         let out = dir.appendingPathComponent("out.key").path
-        func recover(_ files: [String], threshold: Int = 2) async throws -> Run {
+        func recover(_ files: [String], threshold: Int = 2) async throws -> Finished {
             try await cli(["shamir", "recover", "--threshold", "\(threshold)", "--out", out] + files)
         }
         let s1 = shards + "/spike.recovery.1.txt", s2 = shards + "/spike.recovery.2.txt"

@@ -225,11 +225,11 @@ final class Gate: @unchecked Sendable {
         // The keepers are filled after the ninth exhausted round, counted from the
         // trace rather than guessed from a clock, so a slow machine cannot skip rounds.
         let roundsBeforeFill = 9
-        let exhausted = LogCapture()
+        let exhausted = Counter()
         let observer: @Sendable (TraceEntry) -> Void = { entry in
             guard entry.event == "round_exhausted" else { return }
-            exhausted.append(entry.event)
-            if exhausted.all.count == roundsBeforeFill {
+            exhausted.bump()
+            if exhausted.value == roundsBeforeFill {
                 w.fill(0)
                 w.fill(2)
             }
