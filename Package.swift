@@ -173,7 +173,7 @@ let package = Package(
         .testTarget(
             name: "RecoveryTests",
             dependencies: [
-                "TestSupport", "Recovery", "KeeperService", "MutualTLS", "SpiffeIdentity", "SpikeWire", "SecureMemory", "Shamir",
+                "TestSupport", "Recovery", "KeeperService", "MutualTLS", "SpiffeIdentity", "SpikeWire", "SecureMemory", "Shamir", "ShamirCore",
                 "BackingStore", "BackingStoreWriter",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -12,6 +12,9 @@ public final class SQLiteConnection {
 
     public enum Mode { case readOnly, readWriteCreate }
 
+    /// How long a read-only connection waits for another process's lock.
+    public static let readerBusyMilliseconds: Int32 = 200
+
     public init(path: String, mode: Mode) throws(SQLiteError) {
         var db: OpaquePointer?
         let flags = mode == .readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
@@ -22,7 +25,10 @@ public final class SQLiteConnection {
         }
         handle = db
         self.path = path
-        sqlite3_busy_timeout(db, 5000)  // as Go SPIKE
+        // Writers wait for a lock as Go SPIKE does (5 s). A read-only reader is
+        // recovery's store check: it must not sit in SQLite past --deadline;
+        // a locked store is retried by the recovery's own backoff instead.
+        sqlite3_busy_timeout(db, mode == .readOnly ? SQLiteConnection.readerBusyMilliseconds : 5000)
         sqlite3_extended_result_codes(db, 1)
     }
 

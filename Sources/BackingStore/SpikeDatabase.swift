@@ -124,20 +124,30 @@ public enum SpikeDatabase {
 
     // MARK: key check (step 7.2)
 
+    /// The store's verdict on a candidate key. "Cannot be read" is not a
+    /// verdict: `check` throws for it, and recovery keeps the candidate.
     public enum KeyCheck: Sendable, Equatable {
         /// The candidate opened these authenticated rows (one per non-empty table).
         case opens(rows: [String])
-        /// The database is missing or holds no encrypted row: nothing can be checked.
-        case nothingToCheck
+        /// The schema is there but no table holds an encrypted row.
+        case empty
+        /// There is no database file.
+        case missing
         /// The row's tag did not verify under the candidate.
         case doesNotOpen(row: String)
     }
 
+    /// Whether a database file exists at `path` (step 3: a missing store is a
+    /// configuration error unless the operator allows an empty one).
+    public static func exists(path: String) -> Bool { FileManager.default.fileExists(atPath: path) }
+
     /// Does `candidate` open the store? The probe records are, for each
     /// non-empty table, the row with the smallest primary key; the key opens
     /// the store when every probe's AES-GCM tag verifies (Spec/recovery.md 7.2).
+    /// Throws when the store cannot be read (locked, not a database, a table
+    /// missing, a probe row malformed): that says nothing about the key.
     public static func check(path: String, candidate: SecretBytes) throws(BackingStoreError) -> KeyCheck {
-        guard FileManager.default.fileExists(atPath: path) else { return .nothingToCheck }
+        guard exists(path: path) else { return .missing }
         let db = try open(path)
         let key = try symmetricKey(candidate)
         let probes: [(table: String, sql: String, label: (SQLiteStatement) -> String, nonce: Int32, cipher: Int32, salt: [UInt8]?)] = [
@@ -164,7 +174,7 @@ public enum SpikeDatabase {
             }
             if let failed { return .doesNotOpen(row: failed) }
         }
-        return opened.isEmpty ? .nothingToCheck : .opens(rows: opened)
+        return opened.isEmpty ? .empty : .opens(rows: opened)
     }
 
     // MARK: helpers

@@ -3,7 +3,9 @@ import SpiffeIdentity
 import SpikeWire
 
 /// Nexus's operator routes for SPIKE Pilot (Spec keeper-wire.md, "Operator
-/// shards"), byte for byte, with no I/O.
+/// shards"), byte for byte. Restore shards go into the recovery machine,
+/// which answers once each one has been processed; recover serves only once
+/// the machine is operational.
 public struct OperatorRoutes: Sendable {
     public struct Response: Sendable, Equatable {
         public let status: Int
@@ -13,11 +15,11 @@ public struct OperatorRoutes: Sendable {
     public static let recoverPath = "/v1/operator/recover"
     public static let restorePath = "/v1/operator/restore"
 
-    let restore: OperatorRestore
+    let recovery: NexusRecovery
     let trustRoots: TrustRoots
 
-    public init(restore: OperatorRestore, trustRoots: TrustRoots) {
-        self.restore = restore
+    public init(recovery: NexusRecovery, trustRoots: TrustRoots) {
+        self.recovery = recovery
         self.trustRoots = trustRoots
     }
 
@@ -30,10 +32,11 @@ public struct OperatorRoutes: Sendable {
         }
     }
 
-    /// Other routes: 503 while no key is installed (this build serves no secrets API).
+    static let notReady = Response(status: 503, body: Array("{\"err\":\"state_not_ready\"}".utf8))
+
+    /// Other routes: 503 until step 12 (this build serves no secrets API).
     var notReadyOrBad: Response {
-        restore.holder.isSet ? Response(status: 400, body: Array("{\"err\":\"api_bad_request\"}".utf8))
-            : Response(status: 503, body: Array("{\"err\":\"state_not_ready\"}".utf8))
+        recovery.isOperational ? Response(status: 400, body: Array("{\"err\":\"api_bad_request\"}".utf8)) : Self.notReady
     }
 
     func recover(body: SecretBytes, peer: SpiffeID) -> Response {
@@ -43,7 +46,9 @@ public struct OperatorRoutes: Sendable {
         guard (try? KeeperWire.object(body)) != nil else {
             return Response(status: 400, body: Array("{\"shards\":null,\"err\":\"api_bad_request\"}".utf8))
         }
-        guard let shards = restore.currentShards() else {
+        // Shards of a key that has not passed step 12 are never handed out.
+        guard recovery.isOperational else { return Self.notReady }
+        guard let shards = recovery.installedKeyShards() else {
             return Response(status: 500, body: Array("{\"shards\":null,\"err\":\"api_internal_error\"}".utf8))
         }
         var out = Array("{\"shards\":{".utf8)
@@ -70,12 +75,12 @@ public struct OperatorRoutes: Sendable {
               let shard = try? KeeperWire.shard(in: members) else {
             return status(400, "api_bad_request")
         }
-        do {
-            let s = try await restore.add(id: id, shard: shard)
-            return Response(status: 200, body: Array("{\"collected\":\(s.collected),\"remaining\":\(s.remaining),\"restored\":\(s.restored)}".utf8))
-        } catch .badShard {
+        switch await recovery.submitRestore(id: id, shard: shard) {
+        case .progress(let collected, let remaining, let restored):
+            return Response(status: 200, body: Array("{\"collected\":\(collected),\"remaining\":\(remaining),\"restored\":\(restored)}".utf8))
+        case .badShard:
             return status(400, "api_bad_request")
-        } catch {
+        case .failed:
             return status(500, "api_internal_error")
         }
     }

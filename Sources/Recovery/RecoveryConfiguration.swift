@@ -1,3 +1,4 @@
+import BackingStore
 import Foundation
 import ShamirCore
 
@@ -21,10 +22,17 @@ public struct RecoveryConfiguration: Sendable {
     public var updateInterval: Duration
     /// The SQLite database (`$SPIKE_NEXUS_DATA_DIR/data/spike.db`).
     public var databasePath: String
+    /// `--allow-empty-store`: a missing database is a fresh installation, not
+    /// a configuration error. Its key still cannot be verified (step 7.2).
+    public var allowEmptyStore: Bool
+    /// Step 10: how long answers still outstanding at verification are
+    /// awaited (to check them against the key) before they are cancelled.
+    public var lateAnswerWait: Duration
 
     public init(keepers: [String], threshold: Int, shares: Int, databasePath: String,
                 maximumBackoff: Duration = .seconds(5), initialBackoff: Duration = .milliseconds(500),
-                requestDeadline: Duration = .seconds(3), deadline: Duration? = nil, updateInterval: Duration = .seconds(300)) {
+                requestDeadline: Duration = .seconds(3), deadline: Duration? = nil, updateInterval: Duration = .seconds(300),
+                allowEmptyStore: Bool = false, lateAnswerWait: Duration = .milliseconds(100)) {
         self.keepers = keepers
         self.threshold = threshold
         self.shares = shares
@@ -34,11 +42,22 @@ public struct RecoveryConfiguration: Sendable {
         self.requestDeadline = requestDeadline
         self.deadline = deadline
         self.updateInterval = updateInterval
+        self.allowEmptyStore = allowEmptyStore
+        self.lateAnswerWait = lateAnswerWait
     }
 
     public static let peersVariable = "SPIKE_NEXUS_KEEPER_PEERS"
     public static let thresholdVariable = "SPIKE_NEXUS_SHAMIR_THRESHOLD"
     public static let sharesVariable = "SPIKE_NEXUS_SHAMIR_SHARES"
+    public static let dataDirectoryVariable = "SPIKE_NEXUS_DATA_DIR"
+
+    /// The step-3 store rule: a missing database is refused unless allowed.
+    public func validateStorePresence() throws(ConfigurationError) {
+        guard allowEmptyStore || SpikeDatabase.exists(path: databasePath) else {
+            throw ConfigurationError(setting: Self.dataDirectoryVariable,
+                                     problem: "no SPIKE database at \(databasePath); check the directory, or pass --allow-empty-store on the first boot of a fresh installation")
+        }
+    }
 
     /// Parses `SPIKE_NEXUS_KEEPER_PEERS`: comma-separated, trimmed https URLs.
     public static func parsePeers(_ raw: String) throws(ConfigurationError) -> [String] {

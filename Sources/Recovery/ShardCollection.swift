@@ -1,13 +1,22 @@
 import SecureMemory
 import ShamirCore
 
-/// The shards collected during recovery (the diagram's "Shard Collection").
+/// The shards of one source (the keepers, or an operator's restore shards)
+/// collected during recovery (the diagram's "Shard Collection").
 ///
-/// Invariant: at most one shard per share id (= the keeper's 1-based
-/// position), each 32 bytes, non-zero, below n. Every buffer ever held is
-/// remembered in `everHeld` so step 10 can check that all were wiped.
-/// `tried` holds the T-subsets (sorted id lists, public) already checked.
+/// Invariant: at most one shard per share id (1...shares), each 32 bytes,
+/// non-zero, below n. Every buffer held and not yet dropped is in `everHeld`
+/// so step 10 can check that all were wiped; a dropped buffer is wiped and
+/// checked at the drop. `tried` holds the T-subsets (sorted id lists,
+/// public) already checked.
 struct ShardCollection {
+    /// Step 6: how many T-subsets are examined, in canonical order, when
+    /// looking for an untried one.
+    static let detectionLimit = 65_536
+    /// Step 7.3: how many T-subsets one spare-shard search reconstructs and
+    /// checks (Spec/recovery.md 7.3); the rest come back through step 6.
+    static let spareSearchLimit = 1024
+
     private(set) var shards: [Int: SecretBytes] = [:]
     private(set) var everHeld: [SecretBytes] = []
     private(set) var tried: Set<[Int]> = []
@@ -25,7 +34,7 @@ struct ShardCollection {
     }
 
     /// The first untried T-subset in canonical (colexicographic) order, or nil.
-    func firstUntriedSubset(limit: Int = 4096) -> [Int]? {
+    func firstUntriedSubset(limit: Int = detectionLimit) -> [Int]? {
         var found: [Int]?
         forEachSubset(limit: limit) { subset in
             if !tried.contains(subset) {
@@ -37,17 +46,18 @@ struct ShardCollection {
         return found
     }
 
-    /// Untried T-subsets in canonical order (at most `limit` examined).
-    func untriedSubsets(limit: Int = 4096) -> [[Int]] {
+    /// Untried T-subsets in canonical order, at most `limit` of them.
+    func untriedSubsets(limit: Int = spareSearchLimit) -> [[Int]] {
         var out: [[Int]] = []
-        forEachSubset(limit: limit) { subset in
+        forEachSubset(limit: ShardCollection.detectionLimit) { subset in
             if !tried.contains(subset) { out.append(subset) }
-            return true
+            return out.count < limit
         }
         return out
     }
 
     mutating func markTried(_ subset: [Int]) { tried.insert(subset) }
+    mutating func unmarkTried(_ subset: [Int]) { tried.remove(subset) }
 
     func shards(for subset: [Int]) -> [Shard] { subset.map { Shard(id: UInt64($0), value: shards[$0]!) } }
 
@@ -59,11 +69,36 @@ struct ShardCollection {
         }
     }
 
+    /// Step 5: wipes and drops every shard that was part of a tried subset
+    /// (all of them failed, or recovery would have ended), forgets those
+    /// subsets, and returns the dropped ids and whether each read back zero.
+    mutating func dropTried() -> (ids: [Int], allZero: Bool) {
+        let dropped = Set(tried.flatMap { $0 }).filter { shards[$0] != nil }.sorted()
+        for id in dropped { shards[id]?.wipe() }
+        let allZero = dropped.allSatisfy { shards[$0]?.isAllZero ?? true }
+        for id in dropped { shards[id] = nil }
+        tried.removeAll()
+        // Forget wiped buffers so that a recovery looping for hours does not grow.
+        let live = shards.values.map(ObjectIdentifier.init)
+        everHeld.removeAll { buffer in buffer.isAllZero && !live.contains(ObjectIdentifier(buffer)) }
+        return (dropped, allZero)
+    }
+
+    /// Drops everything (a restore whose key failed): wipes, forgets subsets.
+    mutating func discardAll() -> Bool {
+        let zero = wipeAll()
+        tried.removeAll()
+        everHeld.removeAll()
+        return zero
+    }
+
     /// Step 10: wipes every buffer ever held; returns whether all read back as zero.
     mutating func wipeAll() -> Bool {
         for s in everHeld { s.wipe() }
+        for s in shards.values { s.wipe() }
+        let zero = everHeld.allSatisfy(\.isAllZero) && shards.values.allSatisfy(\.isAllZero)
         shards.removeAll()
-        return everHeld.allSatisfy(\.isAllZero)
+        return zero
     }
 
     /// Colex order over the held ids: index combinations c0 < c1 < … advanced

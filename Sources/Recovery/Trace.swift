@@ -58,6 +58,16 @@ public final class TraceRecorder: @unchecked Sendable {
         return entry
     }
 
+    /// Step 1, the process start: the trace's first line, not a transition.
+    func recordInitial() {
+        let entry = TraceEntry(step: "1", event: nexusStartedEvent, milliseconds: elapsedMilliseconds, keeper: nil, detail: nil)
+        lock.lock()
+        entries.append(entry)
+        lock.unlock()
+        handle?.write(Data((entry.jsonLine + "\n").utf8))
+        observer?(entry)
+    }
+
     public var recorded: [TraceEntry] {
         lock.lock()
         defer { lock.unlock() }

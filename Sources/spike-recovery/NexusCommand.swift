@@ -5,6 +5,7 @@ import MutualTLS
 import NIOPosix
 import Recovery
 import SecureMemory
+import ShamirCore
 import SpiffeIdentity
 
 /// `spike-recovery nexus`: the Nexus recovery lifecycle (Spec/recovery.md steps 1–12),
@@ -19,8 +20,13 @@ struct NexusCommand: AsyncParsableCommand {
             (database at $SPIKE_NEXUS_DATA_DIR/data/spike.db), SPIKE_NEXUS_KEEPER_UPDATE_INTERVAL (5m), \
             SPIKE_NEXUS_RECOVERY_MAX_INTERVAL (5s), SPIKE_NEXUS_KEEPER_REQUEST_TIMEOUT (3s), \
             SPIKE_NEXUS_TLS_PORT (:8553), SPIKE_SVID_*_FILE, SPIKE_TRUST_ROOT_*, SPIKE_SYSTEM_LOG_LEVEL.
+            The store decides whether a rebuilt key is right: it must open the database's rows. A missing \
+            database is a bad setting (exit 64, naming SPIKE_NEXUS_DATA_DIR) unless --allow-empty-store; a \
+            database that cannot be read (locked, not a database, a table missing) is retried until it can \
+            be, or until --deadline; an empty or allowed-missing store cannot check a key, which is then \
+            accepted only when all SPIKE_NEXUS_SHAMIR_SHARES keepers' shards lie on one polynomial.
             Exit status: 0 operational (with --once: after one distribution round) or stopped by a signal; \
-            1 not operational (deadline, state error); 64 bad settings.
+            1 not operational (deadline, refused key, state error); 64 bad settings.
             """)
 
     @Flag(help: "After step 12, run one distribution round, then exit.") var once = false
@@ -29,6 +35,8 @@ struct NexusCommand: AsyncParsableCommand {
     @Option(help: "Append one JSON object per transition to this file.") var trace: String?
     @Flag(help: "Print the summary as one JSON object on stdout.") var json = false
     @Option(help: "Serve Prometheus metrics on this host:port (GET /metrics, plain HTTP).") var metricsAddress: String?
+    @Flag(help: "First boot of a fresh installation: a missing database is not an error (its key is accepted only when all keepers agree).")
+    var allowEmptyStore = false
 
     func validate() throws {
         if let deadline, !(deadline > 0 && deadline < 1e7) { throw ValidationError("--deadline must be a positive number of seconds") }
@@ -41,40 +49,47 @@ struct NexusCommand: AsyncParsableCommand {
         let setup: NexusSetup
         do {
             if let metricsAddress { _ = try await MetricsEndpoint.start(address: metricsAddress) }
-            setup = try await NexusSetup.fromEnvironment(logger: logger, deadline: deadline.map { .milliseconds(Int64($0 * 1000)) })
+            setup = try await NexusSetup.fromEnvironment(logger: logger, deadline: deadline.map { .milliseconds(Int64($0 * 1000)) },
+                                                         allowEmptyStore: allowEmptyStore)
         } catch let error as OperatorError {
             throw fail(error)
         }
+        // Restore files are read before anything listens: a bad file is a clear error, nothing else happens.
+        let files: [Shard]
         do {
-            try await setup.startOperatorServer()
+            files = try restore.isEmpty ? [] : setup.readRestoreFiles(restore)
+        } catch let error as OperatorError {
+            throw fail(error)
+        }
+        defer { for f in files { f.value.wipe() } }
+        let recorder: TraceRecorder
+        do {
+            recorder = try TraceRecorder(file: trace)
+        } catch {
+            throw fail(OperatorError("--trace: cannot write \(trace ?? ""): \(error.localizedDescription)", exitCode: 64))
+        }
+        let recovery = setup.makeRecovery(trace: recorder)
+        do {
+            try await setup.startOperatorServer(recovery: recovery)
         } catch {
             throw fail(OperatorError("SPIKE_NEXUS_TLS_PORT: cannot listen on \(setup.listen.host):\(setup.listen.port): \(error)"))
         }
         defer { setup.holder.wipe() }
 
-        let outcome: RecoveryOutcome
-        if !restore.isEmpty {
-            do {
-                outcome = try await setup.restoreFromFiles(restore)
-            } catch let error as OperatorError {
-                await setup.stop()
-                throw fail(error)
-            }
-        } else {
-            let recorder: TraceRecorder
-            do {
-                recorder = try TraceRecorder(file: trace)
-            } catch {
-                await setup.stop()
-                throw fail(OperatorError("--trace: cannot write \(trace ?? ""): \(error.localizedDescription)", exitCode: 64))
-            }
-            outcome = await setup.recover(trace: recorder, periodic: !once)
-        }
-
+        let outcome = await recovery.run(distributor: once ? nil : setup.distributor, restoreFiles: files)
         report(outcome, logger: logger)
-        if case .failed = outcome.ending {
+        switch outcome.ending {
+        case .failed:
             await setup.stop()
             throw ExitCode(1)
+        case .rejected:
+            await setup.stop()
+            throw ExitCode(64)
+        case .stoodDown:
+            await setup.stop()
+            return
+        case .operational:
+            break
         }
         if once {
             let delivered = await setup.distributor.distributeOnce()
@@ -94,9 +109,11 @@ struct NexusCommand: AsyncParsableCommand {
             let s = outcome.state
             logger.info("operational in \(Int(outcome.elapsedMilliseconds)) ms: \(s?.secretCount ?? 0) secrets, \(s?.versionCount ?? 0) versions, \(s?.policyCount ?? 0) policies; shards used \(outcome.shardsUsed); keepers rejected \(outcome.keepersRejected)")
         case .stoodDown:
-            logger.notice("recovery stood down: an operator restore installed the root key")
+            logger.notice("recovery stood down: the root key was installed by another writer")
         case .failed(let reason):
             logger.error("not operational: \(reason)")
+        case .rejected(let reason):
+            logger.error("\(reason)")
         }
     }
 }
@@ -110,7 +127,6 @@ final class NexusSetup: @unchecked Sendable {
     let client: MTLSKeeperClient
     let store: SQLiteStore
     let distributor: ShardDistributor
-    let restore: OperatorRestore
     let listen: (host: String, port: Int)
     let logger: Logger
     let server = MTLSHTTPServer(group: MultiThreadedEventLoopGroup.singleton)
@@ -124,10 +140,9 @@ final class NexusSetup: @unchecked Sendable {
         client = MTLSKeeperClient(group: MultiThreadedEventLoopGroup.singleton, source: source, trustRoots: roots)
         store = SQLiteStore(path: config.databasePath)
         distributor = ShardDistributor(config: config, client: client, holder: holder, logger: logger)
-        restore = OperatorRestore(threshold: config.threshold, shares: config.shares, store: store, holder: holder, distributor: distributor, logger: logger)
     }
 
-    static func fromEnvironment(logger: Logger, deadline: Duration?) async throws -> NexusSetup {
+    static func fromEnvironment(logger: Logger, deadline: Duration?, allowEmptyStore: Bool) async throws -> NexusSetup {
         let env = Settings.environment
         guard let peers = env[RecoveryConfiguration.peersVariable], !peers.isEmpty else {
             throw Settings.bad(RecoveryConfiguration.peersVariable, "not set (comma-separated https URLs of the keepers)")
@@ -141,8 +156,8 @@ final class NexusSetup: @unchecked Sendable {
         let threshold = try Settings.integer(RecoveryConfiguration.thresholdVariable, default: 2, range: 1...1000)
         let shares = try Settings.integer(RecoveryConfiguration.sharesVariable, default: 3, range: 1...1000)
         let dataRoot: String
-        if let dir = env["SPIKE_NEXUS_DATA_DIR"], !dir.isEmpty {
-            guard dir.hasPrefix("/") else { throw Settings.bad("SPIKE_NEXUS_DATA_DIR", "must be an absolute path (got \"\(dir)\")") }
+        if let dir = env[RecoveryConfiguration.dataDirectoryVariable], !dir.isEmpty {
+            guard dir.hasPrefix("/") else { throw Settings.bad(RecoveryConfiguration.dataDirectoryVariable, "must be an absolute path (got \"\(dir)\")") }
             dataRoot = (dir as NSString).appendingPathComponent("data")
         } else {
             dataRoot = (NSHomeDirectory() as NSString).appendingPathComponent(".spike/data")
@@ -152,10 +167,13 @@ final class NexusSetup: @unchecked Sendable {
             maximumBackoff: try Settings.duration("SPIKE_NEXUS_RECOVERY_MAX_INTERVAL", default: .seconds(5)),
             requestDeadline: try Settings.duration("SPIKE_NEXUS_KEEPER_REQUEST_TIMEOUT", default: .seconds(3)),
             deadline: deadline,
-            updateInterval: try Settings.duration("SPIKE_NEXUS_KEEPER_UPDATE_INTERVAL", default: .seconds(300)))
+            updateInterval: try Settings.duration("SPIKE_NEXUS_KEEPER_UPDATE_INTERVAL", default: .seconds(300)),
+            allowEmptyStore: allowEmptyStore)
         config.initialBackoff = min(config.initialBackoff, config.maximumBackoff)
         do {
+            // Step 3's checks, the store rule included, before any identity is fetched or request sent.
             try config.validate()
+            try config.validateStorePresence()
         } catch {
             throw OperatorError(error.description, exitCode: 64)
         }
@@ -168,8 +186,12 @@ final class NexusSetup: @unchecked Sendable {
         return NexusSetup(config: config, roots: roots, source: source, listen: listen, logger: logger)
     }
 
-    func startOperatorServer() async throws {
-        let routes = OperatorRoutes(restore: restore, trustRoots: roots)
+    func makeRecovery(trace: TraceRecorder) -> NexusRecovery {
+        NexusRecovery(config: config, client: client, store: store, holder: holder, trace: trace, logger: logger)
+    }
+
+    func startOperatorServer(recovery: NexusRecovery) async throws {
+        let routes = OperatorRoutes(recovery: recovery, trustRoots: roots)
         let logger = self.logger
         try await server.start(
             host: listen.host, port: listen.port, source: source,
@@ -184,34 +206,14 @@ final class NexusSetup: @unchecked Sendable {
         logger.info("operator routes on \(listen.host):\(server.port)")
     }
 
-    func recover(trace: TraceRecorder, periodic: Bool) async -> RecoveryOutcome {
-        let recovery = NexusRecovery(config: config, client: client, store: store, holder: holder, trace: trace, logger: logger)
-        let outcome = await recovery.run(distributor: periodic ? distributor : nil)
-        if outcome.ending == .stoodDown {
-            // The operator restore took over: it verified and installed the key and loaded the state.
-            for _ in 0..<500 where restore.state == nil { try? await Task.sleep(for: .milliseconds(10)) }
-            logger.notice("recovery stood down: the root key came from an operator restore")
-            return RecoveryOutcome(ending: restore.state == nil ? .stoodDown : .operational, state: restore.state, shardsUsed: [],
-                                   keepersRejected: [], elapsedMilliseconds: outcome.elapsedMilliseconds)
-        }
-        return outcome
-    }
-
-    /// `--restore FILE...`: from step 7 on, with shards from Pilot files.
-    func restoreFromFiles(_ files: [String]) async throws -> RecoveryOutcome {
-        let started = ContinuousClock.now
+    /// `--restore FILE...`: Pilot shard files, checked before the machine starts.
+    func readRestoreFiles(_ files: [String]) throws -> [Shard] {
         let shards = try PilotFiles.read(files)
         guard shards.count >= config.threshold else {
+            for s in shards { s.value.wipe() }
             throw OperatorError("--restore: need \(config.threshold) shard files, got \(shards.count)")
         }
-        do {
-            try restore.install(from: shards, by: "restore files")
-        } catch {
-            throw OperatorError("--restore: \(error)")
-        }
-        guard holder.isSet else { throw OperatorError("--restore: the key was not installed") }
-        return RecoveryOutcome(ending: .operational, state: restore.state, shardsUsed: shards.prefix(config.threshold).map { Int($0.id) },
-                               keepersRejected: [], elapsedMilliseconds: (ContinuousClock.now - started) / .milliseconds(1))
+        return shards
     }
 
     func stop() async {

@@ -81,11 +81,11 @@ let t0 = Date(timeIntervalSince1970: 1_764_000_000.123456789)
         let f = try Fixture()
         let key = randomKey()
         #expect(try SpikeDatabase.load(path: f.path, rootKey: key).databaseExists == false)
-        #expect(try SpikeDatabase.check(path: f.path, candidate: key) == .nothingToCheck)
+        #expect(try SpikeDatabase.check(path: f.path, candidate: key) == .missing)
         _ = try SpikeDatabaseWriter(path: f.path, rootKey: key)
         let state = try SpikeDatabase.load(path: f.path, rootKey: key)
         #expect(state.databaseExists && state.secretCount == 0 && state.policyCount == 0)
-        #expect(try SpikeDatabase.check(path: f.path, candidate: key) == .nothingToCheck)
+        #expect(try SpikeDatabase.check(path: f.path, candidate: key) == .empty)
     }
 
     @Test func keyCheck() throws {

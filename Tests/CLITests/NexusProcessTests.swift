@@ -63,7 +63,8 @@ struct NexusWorld {
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.hasPrefix("{\"operational\":true,\"secrets\":1,\"secret_versions\":1,\"policies\":1,\"shards_used\":[1,2],\"keepers_rejected\":[],\"elapsed_ms\":"))
         let lines = try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n")
-        #expect(lines.first?.hasPrefix("{\"step\":\"2\",\"event\":\"recovery_begun\",\"t_ms\":") == true)
+        #expect(lines.first?.hasPrefix("{\"step\":\"1\",\"event\":\"nexus_started\",\"t_ms\":") == true)
+        #expect(lines.dropFirst().first?.hasPrefix("{\"step\":\"2\",\"event\":\"recovery_begun\",\"t_ms\":") == true)
         #expect(lines.last?.hasPrefix("{\"step\":\"12\",\"event\":\"operational\"") == true)
         // --once ran a distribution round: keeper 3 has its shard again.
         w.keepers[2].slot.withShard { #expect($0?.constantTimeEquals(w.shards[2]) == true) }
@@ -75,7 +76,7 @@ struct NexusWorld {
         await w.stop()
     }
 
-    @Test func operatorRestoreThroughTheRouteMakesRecoveryStandDown() async throws {
+    @Test func operatorRestoreThroughTheRouteFeedsTheMachine() async throws {
         let w = try await NexusWorld(fill: false)
         let port = freePort()
         let trace = w.dir.appendingPathComponent("trace.jsonl").path
@@ -124,9 +125,14 @@ struct NexusWorld {
         p.waitUntilExit()
         #expect(p.terminationStatus == 0, "\(file(errPath))")
         #expect(file(outPath).hasPrefix("{\"operational\":true,\"secrets\":1,"))
+        // The restore went through the one machine: every step is in the trace.
         let events = try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n")
-        #expect(events.last?.contains("\"event\":\"stand_down\"") == true)
-        #expect(!events.contains { $0.contains("root_key_set") })
+        #expect(events.filter { $0.contains("\"event\":\"restore_shard_received\"") }.count == 2)
+        #expect(events.contains { $0.contains("\"event\":\"restore_threshold_met\"") })
+        #expect(events.contains { $0.contains("\"event\":\"key_verified\"") })
+        #expect(events.filter { $0.contains("\"event\":\"root_key_set\"") }.count == 1)
+        #expect(events.contains { $0.contains("\"event\":\"root_key_set\"") && $0.contains("operator restore") })
+        #expect(events.last?.contains("\"event\":\"operational\"") == true)
         // The restore pushed shards to every keeper.
         for (k, s) in zip(w.keepers, w.shards) { k.slot.withShard { #expect($0?.constantTimeEquals(s) == true) } }
         await w.stop()

@@ -1,4 +1,5 @@
 import Foundation
+import SecureMemory
 import Testing
 @testable import Recovery
 
@@ -19,10 +20,12 @@ struct SpecTable {
 
     static func load() throws -> File { try JSONDecoder().decode(File.self, from: Data(contentsOf: url)) }
 
-    /// Whether `trace` is a path through the table from the initial state.
+    /// Whether `trace` is step 1's initial event followed by a path through
+    /// the table from the initial state.
     static func validate(_ trace: [(step: String, event: String)], in file: File) -> String? {
+        guard let first = trace.first, first.step == "1", first.event == nexusStartedEvent else { return "the trace does not start with step 1" }
         var state = file.initial
-        for (i, entry) in trace.enumerated() {
+        for (i, entry) in trace.enumerated().dropFirst() {
             guard let t = file.transitions.first(where: { $0.from == state && $0.event == entry.event }) else {
                 return "entry \(i) (\(entry.event)) is not allowed in state \(state)"
             }
@@ -50,7 +53,8 @@ struct SpecTable {
         #expect(spec.expected_traces.count >= 3)
         for (name, steps) in spec.expected_traces {
             var machine = RecoveryMachine()
-            for s in steps {
+            #expect(steps.first == SpecTable.Step(step: "1", event: nexusStartedEvent), "\(name) does not start at step 1")
+            for s in steps.dropFirst() {
                 do {
                     let t = try machine.apply(RecoveryEvent(rawValue: s.event)!)
                     #expect(t.step == s.step, "\(name): \(s.event)")
@@ -67,7 +71,8 @@ struct SpecTable {
         var machine = RecoveryMachine()
         #expect(throws: RecoveryViolation.self) { try machine.apply(.rootKeySet) }
         #expect(machine.state == .start)
-        #expect(SpecTable.validate([("2", "recovery_begun"), ("8", "root_key_set")], in: try! SpecTable.load()) != nil)
+        #expect(SpecTable.validate([("1", "nexus_started"), ("2", "recovery_begun"), ("8", "root_key_set")], in: try! SpecTable.load()) != nil)
+        #expect(SpecTable.validate([("2", "recovery_begun")], in: try! SpecTable.load()) != nil)
     }
 
     @Test func canonicalSubsetOrder() {
@@ -76,6 +81,44 @@ struct SpecTable {
         #expect(c.untriedSubsets() == [[1, 2], [1, 3], [2, 3], [1, 4], [2, 4], [3, 4]])
         c.markTried([1, 2])
         #expect(c.firstUntriedSubset() == [1, 3])
+        #expect(c.untriedSubsets(limit: 2) == [[1, 3], [2, 3]])
+    }
+
+    @Test func roundExhaustionDropsTheShardsOfTriedSubsets() {
+        var c = ShardCollection(threshold: 2)
+        let values = (1...3).map { _ in SecretBytes(copying: [UInt8](repeating: 7, count: 32)) }
+        for (i, v) in values.enumerated() { c.append(id: i + 1, value: v) }
+        c.markTried([1, 2])
+        let (dropped, zero) = c.dropTried()
+        #expect(dropped == [1, 2] && zero)
+        #expect(c.ids == [3] && c.tried.isEmpty)
+        #expect(values[0].isAllZero && values[1].isAllZero && !values[2].isAllZero)
+    }
+
+    /// Every assertion id of the spec is checked in the recovery code, or the
+    /// spec says where else it is checked; the code checks no id the spec lacks.
+    @Test func everyAssertionIdIsCheckedSomewhere() throws {
+        let root = SpecTable.url.deletingLastPathComponent().deletingLastPathComponent()
+        let prose = try String(contentsOf: root.appendingPathComponent("Spec/recovery.md"), encoding: .utf8)
+        let table = try String(contentsOf: SpecTable.url, encoding: .utf8)
+        let id = /\bA(?:R\.\d+|\d+(?:\.(?:\d+|R\d+|D\d+))*)\b/
+        func ids(_ text: String) -> Set<String> { Set(text.matches(of: id).map { String($0.output) }) }
+        let specIDs = ids(prose).union(ids(table))
+        let elsewhereSection = prose.components(separatedBy: "## 9. Assertions checked outside the machine").dropFirst().first ?? ""
+        let elsewhere = Set(elsewhereSection.split(separator: "\n").filter { $0.hasPrefix("| A") }.compactMap { line in
+            line.firstMatch(of: id).map { String($0.output) }
+        })
+        var code = Set<String>()
+        let sources = root.appendingPathComponent("Sources/Recovery")
+        for file in try FileManager.default.contentsOfDirectory(atPath: sources.path) where file.hasSuffix(".swift") {
+            let text = try String(contentsOf: sources.appendingPathComponent(file), encoding: .utf8)
+            // `require(condition, "<step>", "<id>", …)`: the id follows the step literal.
+            for m in text.matches(of: /"[0-9R.]+", "(A[0-9R][^"\n]*)"/) { code.insert(String(m.output.1)) }
+        }
+        #expect(specIDs.count >= 54)
+        #expect(specIDs.subtracting(code).subtracting(elsewhere).isEmpty, "in Spec, checked nowhere: \(specIDs.subtracting(code).subtracting(elsewhere).sorted())")
+        #expect(code.subtracting(specIDs).isEmpty, "checked in code, missing from Spec: \(code.subtracting(specIDs).sorted())")
+        #expect(code.intersection(elsewhere).isEmpty, "listed as checked elsewhere but checked in code: \(code.intersection(elsewhere).sorted())")
     }
 }
 
