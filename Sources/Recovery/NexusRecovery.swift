@@ -309,15 +309,28 @@ public final class NexusRecovery: @unchecked Sendable {
             return try await advance()
 
         case .restore(let id, let shard, let reply):
+            if fileMode {
+                // `--restore FILE...` owns the restore collection: route shards are not mixed in.
+                shard.wipe()
+                reply.resume(returning: .failed("this Nexus is restoring from files"))
+                return nil
+            }
             switch machine.state {
             case .configured, .collecting, .waitingForRetry, .waitingForStore:
-                if case .badShard(let why) = try addRestoreShard(id: id, value: shard) {
-                    reply.resume(returning: .badShard(why))
-                    return nil
+                // A failure this call did not cause is not its answer.
+                lastRestoreFailure = nil
+                do {
+                    if case .badShard(let why) = try addRestoreShard(id: id, value: shard) {
+                        reply.resume(returning: .badShard(why))
+                        return nil
+                    }
+                    let done = machine.state == .waitingForStore ? nil : try await advance()
+                    reply.resume(returning: restoreAnswer(after: done))
+                    return done
+                } catch {
+                    reply.resume(returning: .failed("recovery stopped: \(error)"))
+                    throw error
                 }
-                let done = machine.state == .waitingForStore ? nil : try await advance()
-                reply.resume(returning: restoreAnswer(after: done))
-                return done
             default:
                 deferred.append(input)
                 return nil
@@ -424,6 +437,9 @@ public final class NexusRecovery: @unchecked Sendable {
     /// dropped so their keepers are heard again (a keeper may have been fixed).
     func exhaustRound() throws -> RecoveryOutcome? {
         try RecoveryMachine.require(outstanding.isEmpty, "5", "A5.1", "\(outstanding.count) requests outstanding")
+        // Waiting for every share (an empty store) drops them all: each keeper is heard again.
+        let waitedForAll = awaitingAllShards.contains(.keepers) || undecidable.contains(.keepers)
+        if waitedForAll { for id in keeperShards.ids { keeperShards.markTried([id]) } }
         let (dropped, zero) = keeperShards.dropTried()
         try RecoveryMachine.require(zero && dropped.allSatisfy { !keeperShards.holds($0) }, "5", "A5.3", "a dropped shard was not wiped")
         candidateFailed.remove(.keepers)
@@ -489,11 +505,13 @@ public final class NexusRecovery: @unchecked Sendable {
             switch done.ending {
             case .operational: return .progress(collected: config.threshold, remaining: 0, restored: true)
             case .failed(let why), .rejected(let why): return .failed(why)
-            case .stoodDown: return .progress(collected: config.threshold, remaining: 0, restored: true)
+            case .stoodDown: return .failed("stood down: the root key was installed by another writer")
             }
         }
         let c = restoreShards.count
-        return .progress(collected: c, remaining: max(config.threshold - c, 0), restored: false)
+        // An empty store needs every share of the restore, not just T.
+        let needed = awaitingAllShards.contains(.restore) ? config.shares : config.threshold
+        return .progress(collected: c, remaining: max(needed - c, 0), restored: false)
     }
 
     // MARK: steps 6-7
@@ -521,7 +539,8 @@ public final class NexusRecovery: @unchecked Sendable {
             let t = config.threshold
             try RecoveryMachine.require(collection.count >= t && Set(subset).count == t, "6", "A6.1", "fewer than \(t) distinct shards held")
             let spares = candidateFailed.contains(source) || awaitingAllShards.contains(source)
-            try RecoveryMachine.require(spares || collection.count == t, "6", "A6.2", "\(collection.count) shards held before any failure")
+            // Keepers are asked only for missing shards, so exactly T before any failure; an operator may send more.
+            try RecoveryMachine.require(source == .restore || spares || collection.count == t, "6", "A6.2", "\(collection.count) shards held before any failure")
             let candidate = try reconstruct(source, subset)
             try emit(.keyReconstructed, detail: (source == .keepers ? "from shards " : "from restore shards ") + "\(subset)")
             switch try await judge(source, subset: subset, candidate: candidate) {
@@ -565,12 +584,18 @@ public final class NexusRecovery: @unchecked Sendable {
                     break
                 }
                 next.wipe()
-                if case .unreadable = result {
+                switch result {
+                case .unreadable:
                     // Not a verdict on that subset: it comes back once the store reads.
                     unmarkTried(source, other)
                     verdict = result
-                    break
+                case .empty, .missing:
+                    // The store changed under the search: stop, leave the subset untried.
+                    unmarkTried(source, other)
+                default:
+                    continue
                 }
+                break
             }
             try RecoveryMachine.require(checked <= ShardCollection.spareSearchLimit, "7.3", "A7.3.4", "\(checked) subsets checked in one step")
         }
@@ -899,7 +924,8 @@ public final class NexusRecovery: @unchecked Sendable {
         for task in fetches.values { await task.value }
         fetches.removeAll()
         let final: RestoreReply = switch ending {
-        case .operational, .stoodDown: .progress(collected: config.threshold, remaining: 0, restored: true)
+        case .operational: .progress(collected: config.threshold, remaining: 0, restored: true)
+        case .stoodDown: .failed("stood down: the root key was installed by another writer")
         case .failed(let why), .rejected(let why): .failed(why)
         }
         lock.withLock {

@@ -98,6 +98,25 @@ import TestSupport
         await w.stop()
     }
 
+    /// An empty store with a keeper down: every round waits for all shares, and
+    /// each exhausted round drops them all, so the rounds go on without breaking A4.4.3.
+    @Test func anEmptyStoreWithAKeeperDownKeepsAskingEveryone() async throws {
+        let w = try World(threshold: 1, secrets: 0, policies: false)
+        try await w.addKeeper()
+        try await w.addKeeper()
+        try await w.addDownKeeper()
+        w.fill(0)
+        w.fill(1)
+        let r = try w.recovery(deadline: .seconds(3))
+        let outcome = await r.run(distributor: nil)
+        guard case .failed(let why) = outcome.ending else { Issue.record("expected the deadline: \(outcome.ending)"); return }
+        #expect(why.contains("deadline"), "\(why)")
+        #expect(events(r).filter { $0 == "round_exhausted" }.count >= 2 && !events(r).contains("root_key_set"))
+        #expect(r.allShardBuffersZero)
+        try Self.validTrace(r)
+        await w.stop()
+    }
+
     /// A store that cannot be read says nothing about the key: the candidate
     /// is kept and the store is read again until it can be.
     @Test func anUnreadableStoreIsRetriedNotBlamedOnTheKey() async throws {
@@ -283,6 +302,12 @@ import TestSupport
         #expect(!events(r).contains("round_started"))
         #expect(r.trace.recorded.first { $0.event == "root_key_set" }?.detail == "from restore files")
         try Self.validTrace(r)
+
+        // More files than the threshold: the spares are checked against the key too.
+        let all = try w.recovery(deadline: .seconds(30))
+        let three = (0..<3).map { Shard(id: UInt64($0 + 1), value: w.shards[$0].copy()) }
+        #expect(await all.run(distributor: nil, restoreFiles: three).ending == .operational)
+        #expect(events(all).filter { $0 == "restore_shard_received" }.count == 3)
 
         let bad = try w.recovery(deadline: .seconds(30))
         let other = try NativeShamir().split(rootKey: randomRootKey(), threshold: 2, shares: 3).shards
