@@ -535,7 +535,7 @@ public final class NexusRecovery: @unchecked Sendable {
             } else {
                 break
             }
-            let collection = source == .keepers ? keeperShards : restoreShards
+            let collection = self[keyPath: Self.shards(of: source)]
             let t = config.threshold
             try RecoveryMachine.require(collection.count >= t && Set(subset).count == t, "6", "A6.1", "fewer than \(t) distinct shards held")
             let spares = candidateFailed.contains(source) || awaitingAllShards.contains(source)
@@ -555,7 +555,7 @@ public final class NexusRecovery: @unchecked Sendable {
 
     func nextSubset(_ source: Source) -> [Int]? {
         guard !undecidable.contains(source) else { return nil }
-        let collection = source == .keepers ? keeperShards : restoreShards
+        let collection = self[keyPath: Self.shards(of: source)]
         if awaitingAllShards.contains(source) && collection.count < config.shares { return nil }
         return collection.firstUntriedSubset()
     }
@@ -566,7 +566,7 @@ public final class NexusRecovery: @unchecked Sendable {
         let t = config.threshold
         var key = candidate, used = subset
         var verdict = verify(key)
-        var collection: ShardCollection { source == .keepers ? keeperShards : restoreShards }
+        var collection: ShardCollection { self[keyPath: Self.shards(of: source)] }
 
         // 7.3: with spare shards, search the untried subsets for a key the store accepts.
         if collection.count > t, case .doesNotOpen = verdict {
@@ -587,11 +587,11 @@ public final class NexusRecovery: @unchecked Sendable {
                 switch result {
                 case .unreadable:
                     // Not a verdict on that subset: it comes back once the store reads.
-                    unmarkTried(source, other)
+                    self[keyPath: Self.shards(of: source)].unmarkTried(other)
                     verdict = result
                 case .empty, .missing:
                     // The store changed under the search: stop, leave the subset untried.
-                    unmarkTried(source, other)
+                    self[keyPath: Self.shards(of: source)].unmarkTried(other)
                 default:
                     continue
                 }
@@ -602,7 +602,8 @@ public final class NexusRecovery: @unchecked Sendable {
         if collection.count > t, case .opens = verdict {
             let off = try shardsOff(collection, key)
             if !off.isEmpty {
-                if source == .keepers { exclude(off) } else { restoreShards.exclude(off) }
+                self[keyPath: Self.shards(of: source)].exclude(off)
+                if source == .keepers { reject(off) }
                 for id in off where source == .keepers {
                     logger.warning("keeper \(id) holds a shard that is not part of the root key's split (stale or corrupted); excluded")
                 }
@@ -702,28 +703,29 @@ public final class NexusRecovery: @unchecked Sendable {
 
     /// Step 7.1: Lagrange at 0 over the subset (marks it tried).
     func reconstruct(_ source: Source, _ subset: [Int]) throws -> SecretBytes {
-        let shards = source == .keepers ? keeperShards.shards(for: subset) : restoreShards.shards(for: subset)
-        if source == .keepers { keeperShards.markTried(subset) } else { restoreShards.markTried(subset) }
+        let path = Self.shards(of: source)
+        let shards = self[keyPath: path].shards(for: subset)
+        self[keyPath: path].markTried(subset)
         do {
             let key = try shamir.recover(threshold: config.threshold, shards: shards)
             candidates.append(key)
             try RecoveryMachine.require(shards.count == config.threshold && Set(subset).count == config.threshold, "7.1", "A7.1.1", "\(shards.count) shards used")
             try RecoveryMachine.require(key.count == ShamirConstants.scalarByteCount && NativeShamir.isCanonicalNonZero(key), "7.1", "A7.1.2",
                                         "candidate is not 32 bytes, non-zero, below n")
-            let collection = source == .keepers ? keeperShards : restoreShards
-            try RecoveryMachine.require(collection.tried.contains(subset), "7.1", "A7.1.3", "subset not marked tried")
+            try RecoveryMachine.require(self[keyPath: path].tried.contains(subset), "7.1", "A7.1.3", "subset not marked tried")
             return key
         } catch let error as ShamirError {
             throw RecoveryViolation(step: "7.1", assertion: "A7.1", detail: "shards validated on arrival were refused by Shamir: \(error)")
         }
     }
 
-    func unmarkTried(_ source: Source, _ subset: [Int]) {
-        if source == .keepers { keeperShards.unmarkTried(subset) } else { restoreShards.unmarkTried(subset) }
+    /// The collection a source fills.
+    static func shards(of source: Source) -> ReferenceWritableKeyPath<NexusRecovery, ShardCollection> {
+        source == .keepers ? \.keeperShards : \.restoreShards
     }
 
-    func exclude(_ ids: [Int]) {
-        keeperShards.exclude(ids)
+    /// Names keepers whose shard was found bad (`keepers_rejected`), each once.
+    func reject(_ ids: [Int]) {
         for id in ids where !keepersRejected.contains(id) { keepersRejected.append(id) }
     }
 
@@ -743,7 +745,7 @@ public final class NexusRecovery: @unchecked Sendable {
         // 7.2: every held keeper shard is checked against the key, needed or not.
         for id in try shardsOff(keeperShards, key) {
             keeperShards.exclude([id])
-            if !keepersRejected.contains(id) { keepersRejected.append(id) }
+            reject([id])
             try emit(.shardDisagrees, keeper: id, detail: "its shard is not part of the installed key's split")
             logger.warning("keeper \(id) holds a shard that disagrees with the root key (stale or corrupted); distribution will replace it")
         }
@@ -862,7 +864,7 @@ public final class NexusRecovery: @unchecked Sendable {
                 detail = "shard agrees with the installed key"
             } else {
                 detail = "shard disagrees with the installed key"
-                if !keepersRejected.contains(id) { keepersRejected.append(id) }
+                reject([id])
                 logger.warning("keeper \(id) answered late with a shard that disagrees with the root key (stale or corrupted); distribution will replace it")
             }
             value.wipe()

@@ -49,23 +49,22 @@ public final class TraceRecorder: @unchecked Sendable {
 
     @discardableResult
     func record(_ transition: RecoveryTransition, keeper: Int? = nil, detail: String? = nil) -> TraceEntry {
-        let entry = TraceEntry(step: transition.step, event: transition.event.rawValue, milliseconds: elapsedMilliseconds, keeper: keeper, detail: detail)
+        append(TraceEntry(step: transition.step, event: transition.event.rawValue, milliseconds: elapsedMilliseconds, keeper: keeper, detail: detail))
+    }
+
+    /// Step 1, the process start: the trace's first line, not a transition.
+    func recordInitial() {
+        append(TraceEntry(step: "1", event: nexusStartedEvent, milliseconds: elapsedMilliseconds, keeper: nil, detail: nil))
+    }
+
+    @discardableResult
+    private func append(_ entry: TraceEntry) -> TraceEntry {
         lock.lock()
         entries.append(entry)
         lock.unlock()
         handle?.write(Data((entry.jsonLine + "\n").utf8))
         observer?(entry)
         return entry
-    }
-
-    /// Step 1, the process start: the trace's first line, not a transition.
-    func recordInitial() {
-        let entry = TraceEntry(step: "1", event: nexusStartedEvent, milliseconds: elapsedMilliseconds, keeper: nil, detail: nil)
-        lock.lock()
-        entries.append(entry)
-        lock.unlock()
-        handle?.write(Data((entry.jsonLine + "\n").utf8))
-        observer?(entry)
     }
 
     public var recorded: [TraceEntry] {
