@@ -1,16 +1,14 @@
 // swift-tools-version:6.1
 import PackageDescription
 
-// The field arithmetic is optimized in debug builds too: unoptimized it is
-// ~100x slower, which makes `swift test` crawl through the large vectors,
-// and the constant-time check must see the code as it ships.
-let optimizedAlways: [SwiftSetting] = [.unsafeFlags(["-O"], .when(configuration: .debug))]
-
 // Targets, ground floor first (see README "Layout"): nothing depends upward,
-// only the CLI knows every target.
+// only the CLI knows every target. No target sets unsafe flags, so the
+// library products can be depended on (tools/shamir-consumer checks it).
+//
+// Platforms: Linux only (Glibc, prctl, mlockall); SwiftPM has no Linux entry
+// for `platforms`, so none is declared rather than an Apple one that is untrue.
 let package = Package(
     name: "spike-recovery",
-    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "spike-recovery", targets: ["spike-recovery"]),
         .library(name: "Shamir", targets: ["Shamir"]),
@@ -23,6 +21,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.10.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.30.0"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.24.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
@@ -40,7 +41,7 @@ let package = Package(
         .target(name: "CSecureMemory", path: "Sources/CSecureMemory"),
 
         .target(name: "SecureMemory", dependencies: ["CSecureMemory"]),
-        .target(name: "ScalarField", dependencies: ["CSecureMemory"], swiftSettings: optimizedAlways),
+        .target(name: "ScalarField", dependencies: ["CSecureMemory"]),
         .target(name: "ShamirCore", dependencies: ["SecureMemory"]),
         .target(
             name: "Shamir",
@@ -53,28 +54,36 @@ let package = Package(
             name: "SpiffeIdentity",
             dependencies: [
                 "SecureMemory",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
-        .target(name: "SpikeWire", dependencies: ["SecureMemory"]),
+        // Strict JSON into wiping buffers, and Go-compatible JSON text (keeper wire, store rows).
+        .target(name: "SecretJSON", dependencies: ["SecureMemory"]),
+        // SPIKE's formats: the keeper routes' bodies and Pilot's shard files.
+        .target(name: "SpikeWire", dependencies: ["SecretJSON", "SecureMemory"]),
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
         .target(
             name: "BackingStore",
-            dependencies: ["CSQLite", "SecureMemory", "SpikeWire", .product(name: "Crypto", package: "swift-crypto")]),
+            dependencies: ["CSQLite", "SecureMemory", "SecretJSON", .product(name: "Crypto", package: "swift-crypto")]),
         // Writes SPIKE-format databases (tests and the demo only; recovery never writes).
         .target(
             name: "BackingStoreWriter",
-            dependencies: ["BackingStore", "SecureMemory", "SpikeWire", .product(name: "Crypto", package: "swift-crypto")]),
+            dependencies: ["BackingStore", "SecureMemory", "SecretJSON", .product(name: "Crypto", package: "swift-crypto")]),
+        // Break-glass files on disk: Pilot shard files and root-key files, read and written safely.
+        .target(name: "BreakGlass", dependencies: ["Shamir", "ShamirCore", "SpikeWire", "SecureMemory"]),
         .target(
             name: "MutualTLS",
             dependencies: [
                 "SpiffeIdentity", "SecureMemory",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
             ]),
         .target(
             name: "KeeperService",
@@ -84,14 +93,28 @@ let package = Package(
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
+        // The recovery machine (Spec/recovery.md steps 1-12) and step 11's distribution loop.
         .target(
             name: "Recovery",
             dependencies: [
-                "Shamir", "ShamirCore", "SecureMemory", "MutualTLS", "SpiffeIdentity", "SpikeWire", "BackingStore",
+                "Shamir", "ShamirCore", "SecureMemory", "MutualTLS", "SpiffeIdentity", "SpikeWire", "SecretJSON", "BackingStore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
+        // The Nexus process's HTTP side (Pilot's operator routes) and its lifecycle as a Service.
+        .target(
+            name: "NexusService",
+            dependencies: [
+                "Recovery", "MutualTLS", "SpiffeIdentity", "SpikeWire", "SecureMemory", "ShamirCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
         // Generated from Spec/workload-api/workload.proto by tools/generate-workload-api (committed).
         .target(
@@ -106,6 +129,7 @@ let package = Package(
             name: "WorkloadAPI",
             dependencies: [
                 "WorkloadAPIProto", "SpiffeIdentity", "SecureMemory",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -114,12 +138,42 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
         .target(name: "ShamirVectors", dependencies: ["ShamirCore", "SecureMemory", "ShamirReference"]),
+        // The embedded demo and the system benchmark: a whole deployment on loopback.
+        .target(
+            name: "Demo",
+            dependencies: [
+                "BackingStore", "BackingStoreWriter", "KeeperService", "MutualTLS", "Recovery", "SecureMemory", "Shamir",
+                "ShamirCore", "SpiffeIdentity",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]),
+        // What every long-running command's process needs: log lines, the metrics
+        // endpoint, ending with a parent, memory hardening notices.
+        .target(
+            name: "ProcessSupport",
+            dependencies: [
+                "SecureMemory",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
+        // Parses flags and settings, wires the targets together; no logic of its own.
         .executableTarget(
             name: "spike-recovery",
             dependencies: [
                 "Shamir", "ShamirReference", "ShamirVectors", "ShamirCore", "SecureMemory", "ScalarField",
-                "SpiffeIdentity", "MutualTLS", "KeeperService", "SpikeWire", "Recovery", "BackingStore", "BackingStoreWriter",
-                "WorkloadAPI",
+                "SpiffeIdentity", "MutualTLS", "KeeperService", "SpikeWire", "Recovery", "BackingStore",
+                "WorkloadAPI", "NexusService", "BreakGlass", "Demo", "ProcessSupport",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -138,16 +192,17 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]),
         // Hostile-input parsers as libFuzzer targets (tools/fuzz), and their corpus replayer.
-        .target(name: "FuzzTargets", dependencies: ["SpikeWire", "SpiffeIdentity", "ShamirVectors", "SecureMemory"]),
+        .target(name: "FuzzTargets", dependencies: ["SpikeWire", "SecretJSON", "SpiffeIdentity", "ShamirVectors", "SecureMemory"]),
         .executableTarget(name: "spike-fuzz", dependencies: ["FuzzTargets"]),
-        // Run under valgrind by tools/ct-check; optimized like the code it checks.
-        .executableTarget(
-            name: "ct-harness", dependencies: ["Shamir", "ScalarField", "SecureMemory", "ShamirCore"],
-            swiftSettings: optimizedAlways),
+        // Run under valgrind by tools/ct-check, always from a release build (the code as it ships).
+        .executableTarget(name: "ct-harness", dependencies: ["Shamir", "ScalarField", "SecureMemory", "ShamirCore"]),
 
         // Helpers every test target shares: child processes off the cooperative
         // pool, loopback ports from one ledger, test keys.
-        .target(name: "TestSupport", dependencies: ["SecureMemory", "Shamir"], path: "Tests/TestSupport"),
+        .target(
+            name: "TestSupport",
+            dependencies: ["SecureMemory", "Shamir", "MutualTLS", .product(name: "Subprocess", package: "swift-subprocess")],
+            path: "Tests/TestSupport"),
 
         .testTarget(
             name: "SpiffeIdentityTests",
@@ -198,6 +253,25 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]),
         .testTarget(name: "SecureMemoryTests", dependencies: ["SecureMemory"]),
+        .testTarget(name: "SecretJSONTests", dependencies: ["SecretJSON", "SecureMemory"]),
+        .testTarget(name: "SpikeWireTests", dependencies: ["SpikeWire", "SecretJSON", "SecureMemory"]),
+        .testTarget(name: "ShamirCoreTests", dependencies: ["ShamirCore", "SecureMemory"]),
+        .testTarget(
+            name: "BackingStoreWriterTests",
+            dependencies: ["BackingStoreWriter", "BackingStore", "SecureMemory", "CSQLite"]),
+        .testTarget(name: "BreakGlassTests", dependencies: ["BreakGlass", "Shamir", "ShamirCore", "SpikeWire", "SecureMemory"]),
+        .testTarget(
+            name: "ProcessSupportTests",
+            dependencies: ["ProcessSupport", "TestSupport", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(
+            name: "NexusServiceTests",
+            dependencies: [
+                "NexusService", "Recovery", "SecureMemory", "SpiffeIdentity", "SpikeWire", "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
+        .testTarget(name: "DemoTests", dependencies: ["Demo", "BackingStore", "SecureMemory", "Shamir", "TestSupport"]),
         .testTarget(name: "FuzzCorpusTests", dependencies: ["FuzzTargets"]),
         .testTarget(name: "ShamirReferenceTests", dependencies: ["ShamirReference", "ShamirCore", "SecureMemory"]),
         .testTarget(name: "ScalarFieldTests", dependencies: ["ScalarField", "ShamirReference", "ShamirCore"]),

@@ -1,8 +1,8 @@
 import CSQLite
 import Crypto
 import Foundation
+import SecretJSON
 import SecureMemory
-import SpikeWire
 
 /// Why the database could not be read. Names the table and row key, never plaintext.
 public enum BackingStoreError: Error, Equatable, Sendable, CustomStringConvertible {

@@ -1,8 +1,8 @@
 import BackingStore
 import Crypto
 import Foundation
+import SecretJSON
 import SecureMemory
-import SpikeWire
 
 /// Writes SPIKE-format databases exactly as Go SPIKE Nexus does — schema,
 /// WAL mode, AES-256-GCM under the root key, salted metadata nonces, Go's

@@ -1,4 +1,5 @@
 import Foundation
+import SecretJSON
 import SecureMemory
 import ShamirVectors
 import SpiffeIdentity

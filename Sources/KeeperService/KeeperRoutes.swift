@@ -5,11 +5,6 @@ import SpikeWire
 /// The Keeper's HTTP behaviour, byte for byte (Spec/keeper-wire.md), with no
 /// I/O: the server hands it the method, URI, body and verified peer.
 public struct KeeperRoutes: Sendable {
-    public struct Response: Sendable, Equatable {
-        public let status: Int
-        public let body: [UInt8]
-    }
-
     public let slot: ShardSlot
     public let trustRoots: TrustRoots
 
@@ -18,9 +13,9 @@ public struct KeeperRoutes: Sendable {
         self.trustRoots = trustRoots
     }
 
-    public static let tooLarge = Response(status: 413, body: KeeperWire.errorBody(KeeperWire.badRequest))
+    public static let tooLarge = RouteResponse(status: 413, body: KeeperWire.errorBody(KeeperWire.badRequest))
 
-    public func handle(method: String, uri: String, body: SecretBytes, peer: SpiffeID) -> Response {
+    public func handle(method: String, uri: String, body: SecretBytes, peer: SpiffeID) -> RouteResponse {
         // No query strings (Go's `?action=` routes are not a Keeper's), POST only, two paths.
         guard method == "POST", !uri.contains("?") else { return badRequest }
         switch uri {
@@ -30,31 +25,31 @@ public struct KeeperRoutes: Sendable {
         }
     }
 
-    var badRequest: Response { Response(status: 400, body: KeeperWire.errorBody(KeeperWire.badRequest)) }
+    var badRequest: RouteResponse { RouteResponse(status: 400, body: KeeperWire.errorBody(KeeperWire.badRequest)) }
 
-    func contribute(body: SecretBytes, peer: SpiffeID) -> Response {
+    func contribute(body: SecretBytes, peer: SpiffeID) -> RouteResponse {
         guard trustRoots.id(peer, hasRole: .nexus) || trustRoots.id(peer, hasRole: .bootstrap) else {
-            return Response(status: 401, body: KeeperWire.errorBody(KeeperWire.unauthorized))
+            return RouteResponse(status: 401, body: KeeperWire.errorBody(KeeperWire.unauthorized))
         }
         do {
             let shard = try KeeperWire.shard(in: KeeperWire.object(body))
             slot.store(shard)
-            return Response(status: 200, body: KeeperWire.contributeOK)
+            return RouteResponse(status: 200, body: KeeperWire.contributeOK)
         } catch {
             return badRequest
         }
     }
 
-    func shard(body: SecretBytes, peer: SpiffeID) -> Response {
+    func shard(body: SecretBytes, peer: SpiffeID) -> RouteResponse {
         guard trustRoots.id(peer, hasRole: .nexus) else {
-            return Response(status: 401, body: KeeperWire.shardErrorBody(KeeperWire.unauthorized))
+            return RouteResponse(status: 401, body: KeeperWire.shardErrorBody(KeeperWire.unauthorized))
         }
         guard (try? KeeperWire.object(body)) != nil else {
-            return Response(status: 400, body: KeeperWire.shardErrorBody(KeeperWire.badRequest))
+            return RouteResponse(status: 400, body: KeeperWire.shardErrorBody(KeeperWire.badRequest))
         }
         return slot.withShard { held in
-            guard let held else { return Response(status: 404, body: KeeperWire.shardErrorBody(KeeperWire.notFound)) }
-            return Response(status: 200, body: KeeperWire.shardBody(held))
+            guard let held else { return RouteResponse(status: 404, body: KeeperWire.shardErrorBody(KeeperWire.notFound)) }
+            return RouteResponse(status: 200, body: KeeperWire.shardBody(held))
         }
     }
 

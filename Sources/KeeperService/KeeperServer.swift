@@ -5,12 +5,17 @@ import MutualTLS
 import NIOCore
 import NIOHTTP1
 import SecureMemory
+import ServiceLifecycle
 import SpiffeIdentity
 import SpikeWire
 
 /// A running SPIKE Keeper: the routes on an mTLS server that admits only
 /// Nexus and Bootstrap peers (anyone else fails the TLS handshake).
-public final class KeeperServer: Sendable {
+///
+/// As a `Service` (after `start`): serves until graceful shutdown, then stops
+/// accepting, answers what is in flight (bounded), closes every connection
+/// and wipes the shard.
+public final class KeeperServer: Service, Sendable {
     public let slot = ShardSlot()
     let server: MTLSHTTPServer
     let routes: KeeperRoutes
@@ -48,10 +53,16 @@ public final class KeeperServer: Sendable {
             })
     }
 
-    /// Stops the listener and wipes the shard.
+    /// Stops the listener, lets in-flight requests finish (bounded), wipes the shard.
     public func stop() async {
         await server.stop()
         slot.wipe()
+    }
+
+    /// Serves until the service group shuts down (or this task is cancelled), then stops.
+    public func run() async {
+        try? await gracefulShutdown()
+        await stop()
     }
 
     static let headers = [("Cache-Control", KeeperWire.cacheControl)]

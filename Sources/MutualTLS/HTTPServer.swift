@@ -1,5 +1,7 @@
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
+import NIOExtras
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
@@ -53,8 +55,10 @@ public final class MTLSHTTPServer: @unchecked Sendable {
 
     private let group: EventLoopGroup
     private let ownsGroup: Bool
-    private var channel: Channel?
-    public private(set) var port: Int = 0
+    /// Tracks every accepted connection, so `stop` can ask each to finish and close.
+    private let quiescing: ServerQuiescingHelper
+    private let listening = NIOLockedValueBox<(channel: Channel?, port: Int)>((nil, 0))
+    public var port: Int { listening.withLockedValue { $0.port } }
 
     public init(group: EventLoopGroup? = nil) {
         if let group {
@@ -64,6 +68,7 @@ public final class MTLSHTTPServer: @unchecked Sendable {
             self.group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
             ownsGroup = true
         }
+        quiescing = ServerQuiescingHelper(group: self.group)
     }
 
     /// Binds and starts serving. `host`/`port` as for a listen address (port 0 picks a free one).
@@ -72,7 +77,13 @@ public final class MTLSHTTPServer: @unchecked Sendable {
                       responder: Responder) async throws {
         let contexts = TLSContextCache(source: source, side: .server)
         _ = try contexts.context()  // fail now, not on the first connection, if the SVID is unusable
+        let quiescing = self.quiescing
         let bootstrap = ServerBootstrap(group: group)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(quiescing.makeServerChannelHandler(channel: channel))
+                }
+            }
             .serverChannelOption(.backlog, value: 512)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -90,27 +101,36 @@ public final class MTLSHTTPServer: @unchecked Sendable {
                     try sync.addHandler(IdleStateHandler(readTimeout: limits.idleTimeout))
                     try sync.configureHTTPServerPipeline(withErrorHandling: true)
                     try sync.addHandler(RequestHandler(box: box, limit: limits.maximumBodyBytes,
-                                                       tooLarge: tooLargeResponse, respond: responder, inFlight: self.inFlight))
+                                                       tooLarge: tooLargeResponse, respond: responder))
                 }
             }
         let channel = try await bootstrap.bind(host: host, port: port).get()
-        self.channel = channel
-        self.port = channel.localAddress?.port ?? port
+        listening.withLockedValue { $0 = (channel, channel.localAddress?.port ?? port) }
     }
 
-    /// Stops accepting, then waits (up to `drainLimit`) until every request
-    /// already received has its response written: a process that exits right
-    /// after `stop` must not drop an answer it owes (an operator restore's, say).
-    public func stop(drainLimit: Duration = .seconds(5)) async {
-        try? await channel?.close()
-        channel = nil
-        let end = ContinuousClock.now + drainLimit
-        while inFlight.count > 0, ContinuousClock.now < end { try? await Task.sleep(for: .milliseconds(5)) }
+    /// Graceful stop: no new connections; each open connection closes as soon
+    /// as it owes no response (idle keep-alive ones at once, one with a request
+    /// in flight once its response is written: a process that exits right
+    /// after `stop` must not drop an answer it owes, an operator restore's say).
+    /// Returns when every connection is closed, or after `drainLimit`.
+    public func stop(drainLimit: Duration = .seconds(2)) async {
+        let wasListening = listening.withLockedValue { state -> Bool in
+            defer { state.channel = nil }
+            return state.channel != nil
+        }
+        if wasListening {
+            let closed = group.next().makePromise(of: Void.self)
+            quiescing.initiateShutdown(promise: closed)
+            let future = closed.futureResult
+            await withTaskGroup(of: Void.self) { race in
+                race.addTask { try? await future.get() }
+                race.addTask { try? await Task.sleep(for: drainLimit) }
+                await race.next()
+                race.cancelAll()
+            }
+        }
         if ownsGroup { try? await group.shutdownGracefully() }
     }
-
-    /// Requests received whose response is not yet written.
-    let inFlight = InFlightRequests()
 }
 
 /// Closes a connection whose TLS handshake has not completed in time (a peer
@@ -146,15 +166,6 @@ final class HandshakeDeadline: ChannelInboundHandler, RemovableChannelHandler {
     }
 }
 
-/// A count of requests between their last byte and their response's last byte.
-final class InFlightRequests: @unchecked Sendable {
-    private let lock = NSLock()
-    private var n = 0
-    func enter() { lock.withLock { n += 1 } }
-    func leave() { lock.withLock { n -= 1 } }
-    var count: Int { lock.withLock { n } }
-}
-
 /// Collects one request (head + body up to the limit), asks the responder,
 /// writes the response with exact bytes. Keeps the connection alive when the
 /// client asked for it.
@@ -166,13 +177,11 @@ final class RequestHandler: ChannelInboundHandler {
     let limit: Int
     let tooLarge: HTTPResponseData
     let respond: MTLSHTTPServer.Responder
-    let inFlight: InFlightRequests
     var head: HTTPRequestHead?
     var body: [UInt8] = []
     var overLimit = false
 
-    init(box: PeerIdentityBox, limit: Int, tooLarge: HTTPResponseData, respond: MTLSHTTPServer.Responder, inFlight: InFlightRequests) {
-        self.inFlight = inFlight
+    init(box: PeerIdentityBox, limit: Int, tooLarge: HTTPResponseData, respond: MTLSHTTPServer.Responder) {
         self.box = box
         self.limit = limit
         self.tooLarge = tooLarge
@@ -198,14 +207,12 @@ final class RequestHandler: ChannelInboundHandler {
         case .end:
             guard let head else { return }
             self.head = nil
-            inFlight.enter()  // left when the response is written (or the connection given up)
             let keepAlive = head.isKeepAlive && !overLimit
             if overLimit {
                 write(context: context, tooLarge, version: head.version, keepAlive: false)
                 return
             }
             guard let peer = box.id else {
-                inFlight.leave()
                 context.close(promise: nil)  // cannot happen: the handshake sets it
                 return
             }
@@ -219,13 +226,12 @@ final class RequestHandler: ChannelInboundHandler {
                 let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
                 let promise = context.eventLoop.makePromise(of: HTTPResponseData.self)
                 // Not on the cooperative pool: CPU-bound work elsewhere must not stall request handling.
-                Task(executorPreference: ResponderExecutor.shared) { promise.succeed(await answer(request)) }
+                Task(executorPreference: DispatchTaskExecutor.responders) { promise.succeed(await answer(request)) }
                 promise.futureResult.whenComplete { result in
                     let (handler, context) = loopBound.value
                     switch result {
                     case .success(let response): handler.write(context: context, response, version: version, keepAlive: keepAlive)
                     case .failure:
-                        handler.inFlight.leave()
                         context.close(promise: nil)
                     }
                 }
@@ -245,9 +251,8 @@ final class RequestHandler: ChannelInboundHandler {
         buffer.writeBytes(response.body)
         context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-        let channel = context.channel, inFlight = self.inFlight
+        let channel = context.channel
         done.whenComplete { _ in
-            inFlight.leave()
             if !keepAlive { channel.close(promise: nil) }
         }
     }
@@ -259,17 +264,5 @@ final class RequestHandler: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         context.close(promise: nil)
-    }
-}
-
-/// Runs `.async` responders on their own concurrent queue, independent of the
-/// cooperative thread pool.
-final class ResponderExecutor: TaskExecutor, @unchecked Sendable {
-    static let shared = ResponderExecutor()
-    private let queue = DispatchQueue(label: "spike.mtls.responders", attributes: .concurrent)
-
-    func enqueue(_ job: consuming ExecutorJob) {
-        let job = UnownedJob(job)
-        queue.async { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
     }
 }

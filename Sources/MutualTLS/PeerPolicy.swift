@@ -53,7 +53,7 @@ enum PeerVerification {
             }
             let bundles = source.current.bundles
             // On its own executor: a busy cooperative pool must not stall handshakes.
-            Task(executorPreference: VerificationExecutor.shared) {
+            Task(executorPreference: DispatchTaskExecutor.verification) {
                 do {
                     let verified = try await SVIDVerifier.verify(chain: der, bundles: bundles)
                     guard policy.allows(verified.id) else {
@@ -119,17 +119,4 @@ public struct SVIDExpired: Error, CustomStringConvertible {
     public let id: SpiffeID
     public let notAfter: Date
     public var description: String { "the SVID \(id) expired at \(notAfter) and no newer one has arrived" }
-}
-
-/// A task executor on a dedicated serial queue for handshake verification
-/// (swift-certificates' verifier is async). Keeps TLS handshakes independent
-/// of whatever CPU-bound work occupies Swift's cooperative thread pool.
-final class VerificationExecutor: TaskExecutor, @unchecked Sendable {
-    static let shared = VerificationExecutor()
-    private let queue = DispatchQueue(label: "spike.mtls.peer-verification")
-
-    func enqueue(_ job: consuming ExecutorJob) {
-        let job = UnownedJob(job)
-        queue.async { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
-    }
 }

@@ -4,14 +4,6 @@ import SecureMemory
 import SpiffeIdentity
 import SpikeWire
 
-/// What one keeper's answer to `POST /v1/store/shard` means (step 4.4).
-public enum KeeperAnswer: Sendable {
-    case shard(SecretBytes)
-    case noShard
-    case rejected(String)
-    case unreachable(String)
-}
-
 /// Talks to keepers: fetch a shard, contribute one.
 public protocol KeeperClient: Sendable {
     func fetchShard(url: String, deadline: Duration) async -> KeeperAnswer
@@ -34,11 +26,7 @@ public struct MTLSKeeperClient: KeeperClient {
     public func fetchShard(url: String, deadline: Duration) async -> KeeperAnswer {
         do {
             let response = try await client.post(url, json: Array("{}".utf8), deadline: deadline)
-            switch KeeperWire.interpretShardResponse(status: response.status, body: response.body) {
-            case .shard(let s): return .shard(s)
-            case .noShard: return .noShard
-            case .refused(_, let reason): return .rejected(reason)
-            }
+            return KeeperWire.interpretShardResponse(status: response.status, body: response.body)
         } catch MTLSClientError.responseTooLarge(let limit) {
             return .rejected("answer over \(limit) bytes")
         } catch {

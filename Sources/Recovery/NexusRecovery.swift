@@ -2,9 +2,11 @@ import BackingStore
 import CoreMetrics
 import Foundation
 import Logging
+import SecretJSON
 import SecureMemory
 import Shamir
 import ShamirCore
+import SpiffeIdentity
 import SpikeWire
 
 /// How a recovery run ended, with the counts the `--json` summary prints.
@@ -15,6 +17,8 @@ public struct RecoveryOutcome: Sendable {
         case failed(String)
         /// Step 3 refused a setting (exit 64): nothing was sent to any keeper.
         case rejected(String)
+        /// `stop()` before step 12 (a shutdown signal): nothing installed, every buffer wiped.
+        case stopped
     }
 
     public let ending: Ending
@@ -42,6 +46,8 @@ public struct RecoveryOutcome: Sendable {
                 + "\"elapsed_ms\":\(Int(elapsedMilliseconds.rounded()))}"
         case .stoodDown:
             return "{\"operational\":false,\"reason\":\"stood down: the root key was installed by another writer\"}"
+        case .stopped:
+            return "{\"operational\":false,\"reason\":\"stopped before step 12\"}"
         case .failed(let reason), .rejected(let reason):
             return "{\"operational\":false,\"reason\":" + JSONText.quoted(reason) + "}"
         }
@@ -93,6 +99,7 @@ public final class NexusRecovery: @unchecked Sendable {
         case holderWritten
         case lateAnswersDue
         case deadline
+        case stop
     }
 
     /// What the store says about a candidate (7.2). `unreadable` is not a verdict on the key.
@@ -193,9 +200,17 @@ public final class NexusRecovery: @unchecked Sendable {
 
     /// All shards of the installed key (for `/v1/operator/recover`), only once operational.
     public func installedKeyShards() -> [Shard]? {
-        guard isOperational, let key = holder.copy() else { return nil }
-        defer { key.wipe() }
-        return try? shamir.split(rootKey: key, threshold: config.threshold, shares: config.shares).shards
+        guard isOperational else { return nil }
+        return try? holder.shards(threshold: config.threshold, shares: config.shares)
+    }
+
+    /// Ends a run that has not reached step 12 (the process is shutting down):
+    /// no further transition, every buffer wiped, nothing written, the
+    /// outcome `.stopped`. After step 12, or once the run ended, it does nothing.
+    public func stop() {
+        lock.withLock {
+            if closedReply == nil { post.yield(.stop) }
+        }
     }
 
     /// Runs steps 1–12 (distribution is handed to `distributor` at step 11).
@@ -284,14 +299,14 @@ public final class NexusRecovery: @unchecked Sendable {
     var distributor: ShardDistributor?
 
     /// `--restore` files are settings of this run: checked at step 3 like the rest.
-    func validate(restoreFiles: [Shard]) throws(ConfigurationError) {
+    func validate(restoreFiles: [Shard]) throws(SettingError) {
         guard !restoreFiles.isEmpty else { return }
         if let bad = restoreFiles.first(where: { !(1...config.shares).contains(Int($0.id)) || !NativeShamir.isCanonicalNonZero($0.value) }) {
-            throw ConfigurationError(setting: "--restore", problem: "shard \(bad.id) is not a non-zero value below n with an id in 1...\(config.shares)")
+            throw SettingError(setting: "--restore", problem: "shard \(bad.id) is not a non-zero value below n with an id in 1...\(config.shares)")
         }
         let ids = Set(restoreFiles.map(\.id))
         guard ids.count == restoreFiles.count, ids.count >= config.threshold else {
-            throw ConfigurationError(setting: "--restore", problem: "need \(config.threshold) shard files with distinct ids, got \(ids.count)")
+            throw SettingError(setting: "--restore", problem: "need \(config.threshold) shard files with distinct ids, got \(ids.count)")
         }
     }
 
@@ -367,6 +382,13 @@ public final class NexusRecovery: @unchecked Sendable {
 
         case .lateAnswersDue:
             return nil
+
+        case .stop:
+            // Before installation only: install runs to step 12 without reading this inbox loop.
+            wipeEverything()
+            try RecoveryMachine.require(!wroteHolder && allShardBuffersZero, "-", "A4.D1", "buffers not wiped, or the holder was written, at stop")
+            logger.notice("recovery stopped in state \(machine.state) before step 12: nothing installed, every shard wiped")
+            return outcome(.stopped, state: nil)
         }
     }
 
@@ -495,19 +517,23 @@ public final class NexusRecovery: @unchecked Sendable {
         return nil
     }
 
+    /// What a restore call gets once the run has ended this way.
+    func finalReply(_ ending: RecoveryOutcome.Ending) -> RestoreReply {
+        switch ending {
+        case .operational: .progress(collected: config.threshold, remaining: 0, restored: true)
+        case .stoodDown: .failed("stood down: the root key was installed by another writer")
+        case .stopped: .failed("this Nexus is shutting down")
+        case .failed(let why), .rejected(let why): .failed(why)
+        }
+    }
+
     /// The restore route's answer after its shard was processed.
     func restoreAnswer(after done: RecoveryOutcome?) -> RestoreReply {
         if let failure = lastRestoreFailure {
             lastRestoreFailure = nil
             return .failed(failure)
         }
-        if let done {
-            switch done.ending {
-            case .operational: return .progress(collected: config.threshold, remaining: 0, restored: true)
-            case .failed(let why), .rejected(let why): return .failed(why)
-            case .stoodDown: return .failed("stood down: the root key was installed by another writer")
-            }
-        }
+        if let done { return finalReply(done.ending) }
         let c = restoreShards.count
         // An empty store needs every share of the restore, not just T.
         let needed = awaitingAllShards.contains(.restore) ? config.shares : config.threshold
@@ -792,7 +818,7 @@ public final class NexusRecovery: @unchecked Sendable {
         try RecoveryMachine.require(holder.isSet, "11", "A11.1", "the holder is empty")
         try RecoveryMachine.require(allShardBuffersZero, "11", "A11.2", "a recovery buffer is not zero")
         try RecoveryMachine.require(proof == .openedStore || proof == .confirmedByAllShards, "11", "A11.3", "distribution for an unproven key")
-        distributor?.start()
+        distributor?.arm()
         try emit(.distributionStarted, detail: distributor == nil ? "left to the caller" : "every \(config.updateInterval)")
 
         // 12.
@@ -925,11 +951,7 @@ public final class NexusRecovery: @unchecked Sendable {
         for task in fetches.values { task.cancel() }
         for task in fetches.values { await task.value }
         fetches.removeAll()
-        let final: RestoreReply = switch ending {
-        case .operational: .progress(collected: config.threshold, remaining: 0, restored: true)
-        case .stoodDown: .failed("stood down: the root key was installed by another writer")
-        case .failed(let why), .rejected(let why): .failed(why)
-        }
+        let final = finalReply(ending)
         lock.withLock {
             closedReply = final
             post.finish()

@@ -1,6 +1,7 @@
 import BackingStore
 import Foundation
 import ShamirCore
+import SpiffeIdentity
 
 /// Step 3: what recovery needs from the environment, checked before it starts.
 ///
@@ -52,52 +53,46 @@ public struct RecoveryConfiguration: Sendable {
     public static let dataDirectoryVariable = "SPIKE_NEXUS_DATA_DIR"
 
     /// The step-3 store rule: a missing database is refused unless allowed.
-    public func validateStorePresence() throws(ConfigurationError) {
+    public func validateStorePresence() throws(SettingError) {
         guard allowEmptyStore || SpikeDatabase.exists(path: databasePath) else {
-            throw ConfigurationError(setting: Self.dataDirectoryVariable,
+            throw SettingError(setting: Self.dataDirectoryVariable,
                                      problem: "no SPIKE database at \(databasePath); check the directory, or pass --allow-empty-store on the first boot of a fresh installation")
         }
     }
 
     /// Parses `SPIKE_NEXUS_KEEPER_PEERS`: comma-separated, trimmed https URLs.
-    public static func parsePeers(_ raw: String) throws(ConfigurationError) -> [String] {
+    public static func parsePeers(_ raw: String) throws(SettingError) -> [String] {
         var out: [String] = []
         for (i, entry) in raw.split(separator: ",", omittingEmptySubsequences: false).enumerated() {
             let url = entry.trimmingCharacters(in: .whitespaces)
-            guard !url.isEmpty else { throw ConfigurationError(setting: peersVariable, problem: "entry \(i + 1) is empty") }
+            guard !url.isEmpty else { throw SettingError(setting: peersVariable, problem: "entry \(i + 1) is empty") }
             guard let c = URLComponents(string: url), c.scheme == "https", let host = c.host, !host.isEmpty,
                   c.query == nil, c.fragment == nil, c.user == nil else {
-                throw ConfigurationError(setting: peersVariable, problem: "entry \(i + 1) is not an https://host[:port][/prefix] URL")
+                throw SettingError(setting: peersVariable, problem: "entry \(i + 1) is not an https://host[:port][/prefix] URL")
             }
             let normalized = url.hasSuffix("/") ? String(url.dropLast()) : url
-            guard !out.contains(normalized) else { throw ConfigurationError(setting: peersVariable, problem: "entry \(i + 1) repeats an earlier keeper") }
+            guard !out.contains(normalized) else { throw SettingError(setting: peersVariable, problem: "entry \(i + 1) repeats an earlier keeper") }
             out.append(normalized)
         }
         return out
     }
 
     /// The step-3 checks; the first problem found, naming its setting.
-    public func validate() throws(ConfigurationError) {
-        guard !keepers.isEmpty else { throw ConfigurationError(setting: Self.peersVariable, problem: "no keepers configured") }
-        guard threshold >= 1 else { throw ConfigurationError(setting: Self.thresholdVariable, problem: "must be at least 1 (got \(threshold))") }
+    public func validate() throws(SettingError) {
+        guard !keepers.isEmpty else { throw SettingError(setting: Self.peersVariable, problem: "no keepers configured") }
+        guard threshold >= 1 else { throw SettingError(setting: Self.thresholdVariable, problem: "must be at least 1 (got \(threshold))") }
         guard shares >= threshold else {
-            throw ConfigurationError(setting: Self.sharesVariable, problem: "must be at least the threshold \(threshold) (got \(shares))")
+            throw SettingError(setting: Self.sharesVariable, problem: "must be at least the threshold \(threshold) (got \(shares))")
         }
         guard shares <= ShamirConstants.maximumShares else {
-            throw ConfigurationError(setting: Self.sharesVariable, problem: "must be at most \(ShamirConstants.maximumShares)")
+            throw SettingError(setting: Self.sharesVariable, problem: "must be at most \(ShamirConstants.maximumShares)")
         }
         guard keepers.count == shares else {
-            throw ConfigurationError(setting: Self.peersVariable,
+            throw SettingError(setting: Self.peersVariable,
                                      problem: "lists \(keepers.count) keepers but \(Self.sharesVariable) is \(shares) (one keeper per share)")
         }
     }
 
     func shardURL(keeper index: Int) -> String { keepers[index] + "/v1/store/shard" }
     func contributeURL(keeper index: Int) -> String { keepers[index] + "/v1/store/contribute" }
-}
-
-public struct ConfigurationError: Error, Equatable, Sendable, CustomStringConvertible {
-    public let setting: String
-    public let problem: String
-    public var description: String { "\(setting): \(problem)" }
 }

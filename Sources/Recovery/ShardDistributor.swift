@@ -1,51 +1,54 @@
 import CoreMetrics
-import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import SecureMemory
-import Shamir
+import ServiceLifecycle
+import ShamirCore
 
 /// Step 11 (`SendShardsPeriodically`): recompute the deterministic shards of
 /// the installed root key and hand share i to keeper i, now and then every
 /// `SPIKE_NEXUS_KEEPER_UPDATE_INTERVAL`. Runs only for a key in the holder,
 /// which holds only verified keys.
-public final class ShardDistributor: @unchecked Sendable {
+///
+/// As a `Service`: `run` waits until the recovery machine arms it at step 11
+/// (`arm`), then distributes until graceful shutdown or cancellation. Nothing
+/// runs before arming, and nothing outlives `run`.
+public final class ShardDistributor: Service, Sendable {
     let config: RecoveryConfiguration
     let client: any KeeperClient
     let holder: RootKeyHolder
     let logger: Logger
-    private let lock = NSLock()
-    private var task: Task<Void, Never>?
-    private var passes = 0
-    private var delivered = 0
+    private let tally = NIOLockedValueBox((passes: 0, delivered: 0, armed: false))
+    private let armSignal: AsyncStream<Void>
+    private let armContinuation: AsyncStream<Void>.Continuation
 
     public init(config: RecoveryConfiguration, client: any KeeperClient, holder: RootKeyHolder, logger: Logger) {
         self.config = config
         self.client = client
         self.holder = holder
         self.logger = logger
+        (armSignal, armContinuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
     /// One pass: returns the keeper ids (1-based) that accepted their shard.
     @discardableResult
     public func distributeOnce() async -> [Int] {
-        guard let key = holder.copy() else { return [] }
-        defer { key.wipe() }
-        guard config.keepers.count == config.shares else {
-            logger.error("distribution refused: \(config.keepers.count) keepers but \(config.shares) shares")
-            return []
-        }
-        let split: [SecretBytesBox]
+        let split: [Shard]
         do {
-            split = try NativeShamir().split(rootKey: key, threshold: config.threshold, shares: config.shares).shards.map { SecretBytesBox($0.value) }
+            // The one rule for the keeper list (keepers.count == shares, keeper i holds share i).
+            try config.validate()
+            guard let shards = try holder.shards(threshold: config.threshold, shares: config.shares) else { return [] }
+            split = shards
         } catch {
             logger.error("distribution refused: \(error)")
             return []
         }
+        defer { for s in split { s.value.wipe() } }
         let config = self.config, client = self.client, logger = self.logger
         let accepted = await withTaskGroup(of: Int?.self) { group in
-            for i in 0..<config.keepers.count {
+            for (i, shard) in split.enumerated() {
                 group.addTask {
-                    switch await client.contribute(url: config.contributeURL(keeper: i), shard: split[i].value, deadline: config.requestDeadline) {
+                    switch await client.contribute(url: config.contributeURL(keeper: i), shard: shard.value, deadline: config.requestDeadline) {
                     case .success: return i + 1
                     case .failure(let e):
                         logger.warning("distribution: keeper \(i + 1) did not take its shard (\(e))")
@@ -57,10 +60,9 @@ public final class ShardDistributor: @unchecked Sendable {
             for await id in group { if let id { ok.append(id) } }
             return ok.sorted()
         }
-        for s in split { s.value.wipe() }
-        lock.withLock {
-            passes += 1
-            delivered += accepted.count
+        tally.withLockedValue {
+            $0.passes += 1
+            $0.delivered += accepted.count
         }
         Counter(label: "spike_distribution_shards_total", dimensions: [("outcome", "delivered")]).increment(by: accepted.count)
         Counter(label: "spike_distribution_shards_total", dimensions: [("outcome", "failed")]).increment(by: config.keepers.count - accepted.count)
@@ -68,37 +70,30 @@ public final class ShardDistributor: @unchecked Sendable {
         return accepted
     }
 
-    /// Starts the periodic task: a pass now, then one every interval.
-    public func start() {
-        lock.lock()
-        defer { lock.unlock() }
-        guard task == nil else { return }
+    /// Step 11: lets `run` begin (called by the recovery machine for a proven key).
+    public func arm() {
+        tally.withLockedValue { $0.armed = true }
+        armContinuation.yield()
+    }
+
+    /// Whether step 11 handed distribution over.
+    public var isArmed: Bool { tally.withLockedValue { $0.armed } }
+
+    /// Waits to be armed, then a pass now and one every interval, until
+    /// graceful shutdown or cancellation.
+    public func run() async {
         let interval = config.updateInterval
-        task = Task { [weak self] in
+        try? await cancelWhenGracefulShutdown {
+            for await _ in self.armSignal { break }
             while !Task.isCancelled {
-                await self?.distributeOnce()
-                try? await Task.sleep(for: interval)
+                await self.distributeOnce()
+                try await Task.sleep(for: interval)
             }
         }
     }
 
-    public func stop() {
-        lock.lock()
-        task?.cancel()
-        task = nil
-        lock.unlock()
-    }
-
     /// (passes completed, shards delivered) — for metrics and tests.
     public var counts: (passes: Int, delivered: Int) {
-        lock.lock()
-        defer { lock.unlock() }
-        return (passes, delivered)
+        tally.withLockedValue { ($0.passes, $0.delivered) }
     }
-}
-
-/// Lets a task group share a shard buffer reference.
-struct SecretBytesBox: @unchecked Sendable {
-    let value: SecretBytes
-    init(_ value: SecretBytes) { self.value = value }
 }

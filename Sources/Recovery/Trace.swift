@@ -1,5 +1,5 @@
 import Foundation
-import SpikeWire
+import SecretJSON
 
 /// One recorded transition: step id, event, time since start, and public
 /// detail (keeper ids, outcomes) — never shard or key bytes.

@@ -121,6 +121,39 @@ extension SecretBytes {
         }
         return out
     }
+
+    /// Decodes hex digits (either case) straight into a wiping buffer; nil
+    /// (and nothing left behind) unless every character is a hex digit and
+    /// the count is even. For Pilot shard files and root-key files.
+    public static func decodingHex(_ hex: some Collection<UInt8>) -> SecretBytes? {
+        guard hex.count % 2 == 0 else { return nil }
+        let value = SecretBytes(zeroedCount: hex.count / 2)
+        var ok = true
+        value.withUnsafeMutableBytes { out in
+            var i = hex.startIndex
+            for k in 0..<out.count {
+                let hi = hexNibble(hex[i]), lo = hexNibble(hex[hex.index(after: i)])
+                if hi > 15 || lo > 15 { ok = false }
+                out[k] = (hi << 4) | (lo & 0x0f)
+                i = hex.index(i, offsetBy: 2)
+            }
+        }
+        guard ok else {
+            value.wipe()
+            return nil
+        }
+        return value
+    }
+
+    /// 0…15 for a hex digit, 255 otherwise.
+    static func hexNibble(_ c: UInt8) -> UInt8 {
+        switch c {
+        case 0x30...0x39: c - 0x30
+        case 0x61...0x66: c - 0x61 + 10
+        case 0x41...0x46: c - 0x41 + 10
+        default: 255
+        }
+    }
 }
 
 /// One lowercase hex digit for a nibble, by arithmetic rather than a table

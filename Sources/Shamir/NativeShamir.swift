@@ -83,6 +83,20 @@ public struct NativeShamir: ShamirScheme {
         return ConstantTime.declassified(valid & ~scalar.isZeroMask) != 0
     }
 
+    /// A fresh root key SPIKE accepts: 32 bytes from the system's CSPRNG,
+    /// drawn again until canonical (below n) and non-zero.
+    public static func randomRootKey() -> SecretBytes {
+        var rng = SystemRandomNumberGenerator()
+        while true {
+            let key = SecretBytes(zeroedCount: ShamirConstants.scalarByteCount)
+            key.withUnsafeMutableBytes { raw in
+                for i in 0..<raw.count { raw[i] = UInt8.random(in: 0...255, using: &rng) }
+            }
+            if isCanonicalNonZero(key) { return key }
+            key.wipe()
+        }
+    }
+
     // MARK: recover
 
     public func recover(threshold: Int, shards: [Shard]) throws(ShamirError) -> SecretBytes {

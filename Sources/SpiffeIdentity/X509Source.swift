@@ -1,4 +1,5 @@
 import Foundation
+import ServiceLifecycle
 import SecureMemory
 import SwiftASN1
 import X509
@@ -155,7 +156,9 @@ public enum PEMFiles {
 /// `SPIKE_SVID_BUNDLE_FILE`), re-read when they change so rotation needs no
 /// restart. A half-written or mismatched pair keeps the previous SVID and
 /// reports why through `onReject`.
-public final class FileX509Source: X509Source, @unchecked Sendable {
+///
+/// As a `Service`: polls the files every `watchInterval` until graceful shutdown.
+public final class FileX509Source: X509Source, Service, @unchecked Sendable {
     public static let certVariable = "SPIKE_SVID_CERT_FILE"
     public static let keyVariable = "SPIKE_SVID_KEY_FILE"
     public static let bundleVariable = "SPIKE_SVID_BUNDLE_FILE"
@@ -168,14 +171,16 @@ public final class FileX509Source: X509Source, @unchecked Sendable {
     private let lock = NSLock()
     private var snapshot: X509Snapshot
     private var fingerprint: [FileStamp]
-    private var poller: Task<Void, Never>?
+    public let watchInterval: Duration
     private let onReject: @Sendable (String) -> Void
     private let onChange: @Sendable (X509Snapshot) -> Void
 
     /// Loads the files now (an error names the file and the problem).
     public init(certFile: String, keyFile: String, bundleFile: String, trustDomains: [String],
+                watchInterval: Duration = .milliseconds(500),
                 onReject: @escaping @Sendable (String) -> Void = { _ in },
                 onChange: @escaping @Sendable (X509Snapshot) -> Void = { _ in }) throws(X509SourceError) {
+        self.watchInterval = watchInterval
         self.certFile = certFile
         self.keyFile = keyFile
         self.bundleFile = bundleFile
@@ -197,21 +202,20 @@ public final class FileX509Source: X509Source, @unchecked Sendable {
         return try FileX509Source(certFile: values[0]!, keyFile: values[1]!, bundleFile: values[2]!, trustDomains: trustDomains, onReject: onReject)
     }
 
-    deinit { poller?.cancel() }
-
     public var current: X509Snapshot {
         lock.lock()
         defer { lock.unlock() }
         return snapshot
     }
 
-    /// Polls the files every `interval` and reloads on change.
-    public func startWatching(every interval: Duration = .milliseconds(500)) {
-        poller?.cancel()
-        poller = Task { [weak self] in
-            while !Task.isCancelled {
-                try? await Task.sleep(for: interval)
-                self?.reloadIfChanged()
+    /// Polls the files every `watchInterval` and reloads on change, until
+    /// graceful shutdown or cancellation.
+    public func run() async {
+        let interval = watchInterval
+        try? await cancelWhenGracefulShutdown {
+            while true {
+                try await Task.sleep(for: interval)
+                self.reloadIfChanged()
             }
         }
     }

@@ -1,3 +1,4 @@
+import SecretJSON
 import SecureMemory
 
 /// The Keeper's routes and the exact bytes Go SPIKE puts on the wire
@@ -111,19 +112,11 @@ public enum KeeperWire {
         }
     }
 
-    /// What a keeper's answer to `POST /v1/store/shard` means to a Nexus.
-    public enum ShardAnswer: Sendable {
-        case shard(SecretBytes)
-        /// 404, or Go's 400 with a null shard, or a 200 whose shard is null/missing/all zero.
-        case noShard
-        case refused(status: Int, reason: String)
-    }
-
-    public static func interpretShardResponse(status: Int, body: SecretBytes) -> ShardAnswer {
+    public static func interpretShardResponse(status: Int, body: SecretBytes) -> KeeperAnswer {
         let members = try? object(body)
         switch status {
         case 200:
-            guard let members else { return .refused(status: 200, reason: "body is not a JSON object") }
+            guard let members else { return .rejected("body is not a JSON object") }
             do {
                 return .shard(try shard(in: members))
             } catch .missing {
@@ -133,16 +126,27 @@ public enum KeeperWire {
             } catch .allZero {
                 return .noShard
             } catch {
-                return .refused(status: 200, reason: "\(error)")
+                return .rejected("\(error)")
             }
         case 404:
             return .noShard
         case 400:
             // Go keepers answer a missing shard with 400 {"shard":null,"Err":"api_bad_request"}.
             if let members, let field = members.first(where: { $0.key == "shard" }), field.value == .null { return .noShard }
-            return .refused(status: 400, reason: "bad request")
+            return .rejected("bad request")
         default:
-            return .refused(status: status, reason: "HTTP \(status)")
+            return .rejected("HTTP \(status)")
         }
     }
+}
+
+/// What one keeper's answer to `POST /v1/store/shard` means to a Nexus (step 4.4).
+public enum KeeperAnswer: Sendable {
+    case shard(SecretBytes)
+    /// 404, or Go's 400 with a null shard, or a 200 whose shard is null/missing/all zero.
+    case noShard
+    /// An answer that breaks the wire format (the reason names the rule, never a value).
+    case rejected(String)
+    /// No answer: connection, TLS or deadline failure.
+    case unreachable(String)
 }

@@ -43,7 +43,7 @@ public enum PilotShardFile {
         guard (1...maximumID).contains(id) else { throw .idOutOfRange(id) }
         let hex = rest[rest.index(after: colon)...]
         guard hex.count == 64 else { throw .badHexLength(hex.count) }
-        guard let value = decodeHex(hex) else { throw .notHex }
+        guard let value = SecretBytes.decodingHex(hex) else { throw .notHex }
         guard !value.isAllZero else { throw .zeroShard }
         return (id, value)
     }
@@ -53,38 +53,5 @@ public enum PilotShardFile {
         var hex = value.hexBytes()
         defer { wipe(&hex) }
         return Array("\(prefix)\(id):".utf8) + hex
-    }
-
-    /// Decodes hex digits (either case) straight into a wiping buffer; nil
-    /// (and nothing left behind) unless every character is a hex digit and
-    /// the count is even. For shard files and root-key files.
-    public static func decodeHex(_ hex: some Collection<UInt8>) -> SecretBytes? {
-        guard hex.count % 2 == 0 else { return nil }
-        let value = SecretBytes(zeroedCount: hex.count / 2)
-        var ok = true
-        value.withUnsafeMutableBytes { out in
-            var i = hex.startIndex
-            for k in 0..<out.count {
-                let hi = nibble(hex[i]), lo = nibble(hex[hex.index(after: i)])
-                if hi > 15 || lo > 15 { ok = false }
-                out[k] = (hi << 4) | (lo & 0x0f)
-                i = hex.index(i, offsetBy: 2)
-            }
-        }
-        guard ok else {
-            value.wipe()
-            return nil
-        }
-        return value
-    }
-
-    /// 0…15 for a hex digit, 255 otherwise.
-    public static func nibble(_ c: UInt8) -> UInt8 {
-        switch c {
-        case 0x30...0x39: c - 0x30
-        case 0x61...0x66: c - 0x61 + 10
-        case 0x41...0x46: c - 0x41 + 10
-        default: 255
-        }
     }
 }

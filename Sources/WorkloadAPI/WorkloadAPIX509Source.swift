@@ -1,5 +1,6 @@
 import Foundation
 import GRPCCore
+import ServiceLifecycle
 import SpiffeIdentity
 import WorkloadAPIProto
 
@@ -11,7 +12,11 @@ import WorkloadAPIProto
 /// SVID received (generation 1, 2, …). A refused message, a lost stream or a
 /// server restart never removes it; TLS stops presenting it when it expires
 /// (MutualTLS checks `notAfter`).
-public final class WorkloadAPIX509Source: X509Source, @unchecked Sendable {
+///
+/// The stream is followed from `start` on, since the first SVID gates
+/// start-up; as a `Service` the source owns that follower's lifetime and
+/// closes it at graceful shutdown.
+public final class WorkloadAPIX509Source: X509Source, Service, @unchecked Sendable {
     public struct Options: Sendable {
         public var selector: SVIDSelector = .first
         /// How long `start` waits for the first usable SVID.
@@ -63,6 +68,12 @@ public final class WorkloadAPIX509Source: X509Source, @unchecked Sendable {
 
     public var current: X509Snapshot {
         locked { $0.snapshot! }  // set before `start` returns, never cleared
+    }
+
+    /// Follows the stream until graceful shutdown or cancellation, then closes.
+    public func run() async {
+        try? await gracefulShutdown()
+        await close()
     }
 
     /// Stops following the stream and closes the connection; `current` stays readable.

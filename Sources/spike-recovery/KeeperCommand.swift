@@ -1,8 +1,9 @@
 import ArgumentParser
-import Foundation
 import KeeperService
 import Logging
+import ProcessSupport
 import SecureMemory
+import ServiceLifecycle
 import SpiffeIdentity
 
 /// `spike-recovery keeper`: a production SPIKE Keeper (Spec/keeper-wire.md).
@@ -13,6 +14,8 @@ struct KeeperCommand: AsyncParsableCommand {
         discussion: """
             Settings: SPIKE_KEEPER_TLS_PORT (default :8443), SPIKE_SVID_CERT_FILE, SPIKE_SVID_KEY_FILE, \
             SPIKE_SVID_BUNDLE_FILE, SPIKE_TRUST_ROOT_* and SPIKE_SYSTEM_LOG_LEVEL.
+            On SIGTERM or SIGINT: stops accepting, answers requests in flight, closes every connection, \
+            wipes the shard, exits 0.
             """)
 
     @Option(help: "Serve Prometheus metrics on this host:port (GET /metrics, plain HTTP).") var metricsAddress: String?
@@ -22,40 +25,31 @@ struct KeeperCommand: AsyncParsableCommand {
         let logger = Logger(label: "spike-keeper")
         ProcessHardening.apply(logger: logger)
         let keeper: KeeperServer
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         do {
-            if let metricsAddress { _ = try await MetricsEndpoint.start(address: metricsAddress) }
-            let (host, port) = try Settings.listenAddress("SPIKE_KEEPER_TLS_PORT", default: ":8443")
+            if let metrics = try await Settings.metricsEndpoint(metricsAddress) { services.append(.init(service: metrics)) }
+            let address = try Settings.listenAddress("SPIKE_KEEPER_TLS_PORT", default: ":8443")
             let roots = try Settings.trustRoots()
             let source = try await Settings.x509Source(trustRoots: roots, logger: logger)
-            let me = source.current.id
-            guard roots.id(me, hasRole: .keeper) else {
-                throw OperatorError("the SVID \(me) is not a keeper ID (expected spiffe://<\(SpikeRole.keeper.trustRootVariable)>/spike/keeper[/...])",
-                                    exitCode: 64)
-            }
+            let me = try Settings.requireOwnRole(.keeper, source: source, trustRoots: roots)
+            services.append(.init(service: source))
             keeper = KeeperServer(source: source, trustRoots: roots, logger: logger)
             do {
-                try await keeper.start(host: host, port: port)
+                try await keeper.start(host: address.host, port: address.port)
             } catch {
-                throw OperatorError("cannot listen on \(host):\(port): \(error)", exitCode: 1)
+                throw OperatorError("cannot listen on \(address): \(error)", exitCode: 1)
             }
-            logger.info("keeper \(me) listening on \(host):\(keeper.port)")
+            logger.info("keeper \(me) listening on \(address.host):\(keeper.port)")
         } catch let error as OperatorError {
             throw fail(error)
         }
-        Self.exitWithParent(logger: logger)
-        let sig = await Signals.waitForTermination()
-        logger.info("signal \(sig): stopping, shard wiped")
-        await keeper.stop()
-    }
-
-    /// With SPIKE_RECOVERY_PARENT_PID set (the demo sets it), exit when that
-    /// parent is gone, so no keeper outlives a demo that was killed.
-    static func exitWithParent(logger: Logger) {
-        guard let raw = Settings.environment["SPIKE_RECOVERY_PARENT_PID"], let parent = Int32(raw) else { return }
-        Task.detached {
-            while getppid() == parent { try? await Task.sleep(for: .milliseconds(200)) }
-            logger.notice("parent process gone: exiting")
-            Glibc.exit(0)
+        if let watch = Settings.parentWatch(logger: logger) {
+            services.append(.init(service: watch, successTerminationBehavior: .gracefullyShutdownGroup))
         }
+        // Last, so it is the first to stop: no new shard reads once shutdown begins.
+        services.append(.init(service: keeper))
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+        logger.info("stopped; shard wiped")
     }
 }

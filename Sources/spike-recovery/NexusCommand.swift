@@ -1,10 +1,13 @@
 import ArgumentParser
+import BreakGlass
 import Foundation
 import Logging
-import MutualTLS
-import NIOPosix
+import NexusService
+import ProcessSupport
 import Recovery
 import SecureMemory
+import NIOConcurrencyHelpers
+import ServiceLifecycle
 import ShamirCore
 import SpiffeIdentity
 
@@ -25,6 +28,8 @@ struct NexusCommand: AsyncParsableCommand {
             database that cannot be read (locked, not a database, a table missing) is retried until it can \
             be, or until --deadline; an empty or allowed-missing store cannot check a key, which is then \
             accepted only when all SPIKE_NEXUS_SHAMIR_SHARES keepers' shards lie on one polynomial.
+            On SIGTERM or SIGINT: stops accepting operator requests, answers those in flight, stops \
+            distribution (or the recovery, before step 12), wipes the root key and every shard, exits 0.
             Exit status: 0 operational (with --once: after one distribution round) or stopped by a signal; \
             1 not operational (deadline, refused key, state error); 64 bad settings.
             """)
@@ -46,18 +51,19 @@ struct NexusCommand: AsyncParsableCommand {
         Settings.bootstrapLogging()
         let logger = Logger(label: "spike-nexus")
         ProcessHardening.apply(logger: logger)
-        let setup: NexusSetup
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        let settings: NexusSettings
         do {
-            if let metricsAddress { _ = try await MetricsEndpoint.start(address: metricsAddress) }
-            setup = try await NexusSetup.fromEnvironment(logger: logger, deadline: deadline.map { .milliseconds(Int64($0 * 1000)) },
-                                                         allowEmptyStore: allowEmptyStore)
+            if let metrics = try await Settings.metricsEndpoint(metricsAddress) { services.append(.init(service: metrics)) }
+            settings = try await NexusSettings.fromEnvironment(logger: logger, deadline: deadline.map { .milliseconds(Int64($0 * 1000)) },
+                                                               allowEmptyStore: allowEmptyStore)
         } catch let error as OperatorError {
             throw fail(error)
         }
         // Restore files are read before anything listens: a bad file is a clear error, nothing else happens.
         let files: [Shard]
         do {
-            files = try restore.isEmpty ? [] : setup.readRestoreFiles(restore)
+            files = try settings.readRestoreFiles(restore)
         } catch let error as OperatorError {
             throw fail(error)
         }
@@ -68,41 +74,45 @@ struct NexusCommand: AsyncParsableCommand {
         } catch {
             throw fail(OperatorError("--trace: cannot write \(trace ?? ""): \(error.localizedDescription)", exitCode: 64))
         }
-        let recovery = setup.makeRecovery(trace: recorder)
+        let node = NexusNode(config: settings.config, trustRoots: settings.roots, source: settings.source, logger: logger)
+        defer { node.holder.wipe() }
+        let recovery = node.makeRecovery(trace: recorder)
+        let server = node.makeOperatorServer(recovery: recovery)
         do {
-            try await setup.startOperatorServer(recovery: recovery)
+            try await server.start(host: settings.listen.host, port: settings.listen.port)
         } catch {
-            throw fail(OperatorError("SPIKE_NEXUS_TLS_PORT: cannot listen on \(setup.listen.host):\(setup.listen.port): \(error)"))
+            throw fail(OperatorError("SPIKE_NEXUS_TLS_PORT: cannot listen on \(settings.listen): \(error)"))
         }
-        defer { setup.holder.wipe() }
-
-        let outcome = await recovery.run(distributor: once ? nil : setup.distributor, restoreFiles: files)
-        report(outcome, logger: logger)
-        switch outcome.ending {
-        case .failed:
-            await setup.stop()
+        let outcome = OutcomeBox()
+        let json = self.json
+        let service = RecoveryService(recovery: recovery, mode: once ? .once(node.distributor) : .serve(node.distributor),
+                                      restoreFiles: files, logger: logger) { result in
+            outcome.set(result)
+            Self.report(result, json: json, logger: logger)
+        }
+        // Stopped in reverse: the operator server first (no new requests, in-flight ones
+        // answered), then the recovery, then distribution, then the SVID source.
+        services.append(.init(service: settings.source))
+        if !once { services.append(.init(service: node.distributor)) }
+        services.append(.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
+                              failureTerminationBehavior: .gracefullyShutdownGroup))
+        services.append(.init(service: server))
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+        node.holder.wipe()
+        switch outcome.value?.ending {
+        case .failed?, nil:
             throw ExitCode(1)
-        case .rejected:
-            await setup.stop()
+        case .rejected?:
             throw ExitCode(64)
-        case .stoodDown:
-            await setup.stop()
-            return
-        case .operational:
-            break
-        }
-        if once {
-            let delivered = await setup.distributor.distributeOnce()
-            logger.info("distribution round: keepers \(delivered) took their shard")
-            await setup.stop()
+        case .operational?:
+            logger.info("stopped; root key wiped")
+        case .stoodDown?, .stopped?:
             return
         }
-        let sig = await Signals.waitForTermination()
-        logger.info("signal \(sig): stopping; root key wiped")
-        await setup.stop()
     }
 
-    func report(_ outcome: RecoveryOutcome, logger: Logger) {
+    static func report(_ outcome: RecoveryOutcome, json: Bool, logger: Logger) {
         if json { Console.json(outcome.summaryJSON) }
         switch outcome.ending {
         case .operational:
@@ -110,6 +120,8 @@ struct NexusCommand: AsyncParsableCommand {
             logger.info("operational in \(Int(outcome.elapsedMilliseconds)) ms: \(s?.secretCount ?? 0) secrets, \(s?.versionCount ?? 0) versions, \(s?.policyCount ?? 0) policies; shards used \(outcome.shardsUsed); keepers rejected \(outcome.keepersRejected)")
         case .stoodDown:
             logger.notice("recovery stood down: the root key was installed by another writer")
+        case .stopped:
+            logger.notice("stopped before step 12: nothing installed")
         case .failed(let reason):
             logger.error("not operational: \(reason)")
         case .rejected(let reason):
@@ -118,31 +130,21 @@ struct NexusCommand: AsyncParsableCommand {
     }
 }
 
-/// Everything a Nexus process wires together from its settings.
-final class NexusSetup: @unchecked Sendable {
+/// The recovery's outcome, handed from the service to the command.
+final class OutcomeBox: Sendable {
+    private let box = NIOLockedValueBox<RecoveryOutcome?>(nil)
+    func set(_ outcome: RecoveryOutcome) { box.withLockedValue { $0 = outcome } }
+    var value: RecoveryOutcome? { box.withLockedValue { $0 } }
+}
+
+/// A Nexus's settings, parsed from the environment (every bad value is one line, exit 64).
+struct NexusSettings {
     let config: RecoveryConfiguration
     let roots: TrustRoots
-    let source: any X509Source
-    let holder = RootKeyHolder()
-    let client: MTLSKeeperClient
-    let store: SQLiteStore
-    let distributor: ShardDistributor
-    let listen: (host: String, port: Int)
-    let logger: Logger
-    let server = MTLSHTTPServer(group: MultiThreadedEventLoopGroup.singleton)
+    let source: any X509Source & Service
+    let listen: ListenAddress
 
-    init(config: RecoveryConfiguration, roots: TrustRoots, source: any X509Source, listen: (host: String, port: Int), logger: Logger) {
-        self.config = config
-        self.roots = roots
-        self.source = source
-        self.listen = listen
-        self.logger = logger
-        client = MTLSKeeperClient(group: MultiThreadedEventLoopGroup.singleton, source: source, trustRoots: roots)
-        store = SQLiteStore(path: config.databasePath)
-        distributor = ShardDistributor(config: config, client: client, holder: holder, logger: logger)
-    }
-
-    static func fromEnvironment(logger: Logger, deadline: Duration?, allowEmptyStore: Bool) async throws -> NexusSetup {
+    static func fromEnvironment(logger: Logger, deadline: Duration?, allowEmptyStore: Bool) async throws -> NexusSettings {
         let env = Settings.environment
         guard let peers = env[RecoveryConfiguration.peersVariable], !peers.isEmpty else {
             throw Settings.bad(RecoveryConfiguration.peersVariable, "not set (comma-separated https URLs of the keepers)")
@@ -179,45 +181,24 @@ final class NexusSetup: @unchecked Sendable {
         }
         let roots = try Settings.trustRoots()
         let source = try await Settings.x509Source(trustRoots: roots, logger: logger)
-        guard roots.id(source.current.id, hasRole: .nexus) else {
-            throw OperatorError("the SVID \(source.current.id) is not a nexus ID (expected spiffe://<\(SpikeRole.nexus.trustRootVariable)>/spike/nexus[/...])", exitCode: 64)
-        }
+        _ = try Settings.requireOwnRole(.nexus, source: source, trustRoots: roots)
         let listen = try Settings.listenAddress("SPIKE_NEXUS_TLS_PORT", default: ":8553")
-        return NexusSetup(config: config, roots: roots, source: source, listen: listen, logger: logger)
-    }
-
-    func makeRecovery(trace: TraceRecorder) -> NexusRecovery {
-        NexusRecovery(config: config, client: client, store: store, holder: holder, trace: trace, logger: logger)
-    }
-
-    func startOperatorServer(recovery: NexusRecovery) async throws {
-        let routes = OperatorRoutes(recovery: recovery, trustRoots: roots)
-        let logger = self.logger
-        try await server.start(
-            host: listen.host, port: listen.port, source: source,
-            policy: PeerPolicy(name: "a SPIFFE ID of a trusted domain") { _ in true },
-            tooLargeResponse: HTTPResponseData(status: .payloadTooLarge, body: Array("{\"err\":\"api_bad_request\"}".utf8)),
-            onRefused: { logger.notice("operator TLS handshake refused: \($0)") },
-            responder: .async { request in
-                let answer = await routes.handle(method: request.method.rawValue, uri: request.uri, body: request.body, peer: request.peer)
-                logger.info("\(request.peer) \(request.method.rawValue) \(request.uri) \(answer.status)")
-                return HTTPResponseData(status: .init(statusCode: answer.status), body: answer.body)
-            })
-        logger.info("operator routes on \(listen.host):\(server.port)")
+        return NexusSettings(config: config, roots: roots, source: source, listen: listen)
     }
 
     /// `--restore FILE...`: Pilot shard files, checked before the machine starts.
     func readRestoreFiles(_ files: [String]) throws -> [Shard] {
-        let shards = try PilotFiles.read(files)
+        guard !files.isEmpty else { return [] }
+        let shards: [Shard]
+        do {
+            shards = try PilotFiles.read(files)
+        } catch {
+            throw OperatorError(error)
+        }
         guard shards.count >= config.threshold else {
             for s in shards { s.value.wipe() }
             throw OperatorError("--restore: need \(config.threshold) shard files, got \(shards.count)")
         }
         return shards
-    }
-
-    func stop() async {
-        distributor.stop()
-        await server.stop()
     }
 }

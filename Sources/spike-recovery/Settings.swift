@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import ProcessSupport
+import ServiceLifecycle
 import SpiffeIdentity
 import WorkloadAPI
 
@@ -12,16 +14,40 @@ enum Settings {
         OperatorError("\(variable): \(expected)", exitCode: 64)
     }
 
-    /// `:8443`, `host:8443`, `[::1]:8443` → (host, port); an empty host listens on every IPv4 interface.
-    static func listenAddress(_ variable: String, default fallback: String) throws -> (host: String, port: Int) {
+    /// `:8443`, `host:8443`, `[::1]:8443`; an empty host listens on every IPv4 interface.
+    static func listenAddress(_ variable: String, default fallback: String) throws -> ListenAddress {
         let raw = (environment[variable].flatMap { $0.isEmpty ? nil : $0 }) ?? fallback
-        guard let colon = raw.lastIndex(of: ":") else { throw bad(variable, "expected [host]:port (got \"\(raw)\")") }
-        var host = String(raw[..<colon])
-        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        guard let port = Int(raw[raw.index(after: colon)...]), (0...65535).contains(port) else {
-            throw bad(variable, "port must be 0...65535 (got \"\(raw)\")")
+        do {
+            return try ListenAddress.parse(raw, defaultHost: "0.0.0.0")
+        } catch {
+            throw bad(variable, error.description)
         }
-        return (host.isEmpty ? "0.0.0.0" : host, port)
+    }
+
+    /// `--metrics-address`: bound to loopback when no host is given.
+    static func metricsEndpoint(_ address: String?) async throws -> MetricsEndpoint? {
+        guard let address else { return nil }
+        let parsed: ListenAddress
+        do {
+            parsed = try ListenAddress.parse(address, defaultHost: "127.0.0.1")
+        } catch {
+            throw bad("--metrics-address", error.description)
+        }
+        do {
+            return try await MetricsEndpoint.start(parsed)
+        } catch {
+            throw OperatorError("--metrics-address: cannot listen on \(parsed): \(error)", exitCode: 1)
+        }
+    }
+
+    /// The process's own SVID must hold `role` (a keeper serves as a keeper, a nexus as a nexus).
+    static func requireOwnRole(_ role: SpikeRole, source: any X509Source, trustRoots: TrustRoots) throws -> SpiffeID {
+        let me = source.current.id
+        guard trustRoots.id(me, hasRole: role) else {
+            throw OperatorError("the SVID \(me) is not a \(role.rawValue) ID (expected spiffe://<\(role.trustRootVariable)>\(role.path)[/...])",
+                                exitCode: 64)
+        }
+        return me
     }
 
     static func integer(_ variable: String, default fallback: Int, range: ClosedRange<Int>) throws -> Int {
@@ -66,13 +92,13 @@ enum Settings {
     }
 
     /// The SVID source: files when SPIKE_SVID_*_FILE are set (watched for
-    /// rotation), otherwise the Workload API at SPIFFE_ENDPOINT_SOCKET.
-    static func x509Source(trustRoots: TrustRoots, logger: Logger) async throws -> any X509Source {
+    /// rotation while it runs as a Service), otherwise the Workload API at
+    /// SPIFFE_ENDPOINT_SOCKET (followed while it runs).
+    static func x509Source(trustRoots: TrustRoots, logger: Logger) async throws -> any X509Source & Service {
         let domains = Array(Set(SpikeRole.allCases.flatMap { trustRoots.roots(for: $0) })).sorted()
         do {
             if let files = try FileX509Source.fromEnvironment(environment, trustDomains: domains,
                                                               onReject: { logger.warning("\($0)") }) {
-                files.startWatching()
                 return files
             }
         } catch {
@@ -123,45 +149,10 @@ enum Settings {
         }
         LoggingSystem.bootstrap { label in LineLogHandler(label: label, level: level) }
     }
-}
 
-/// Waits for SIGTERM or SIGINT.
-enum Signals {
-    /// Runs `handler` on SIGINT or SIGTERM (the demo's clean-up on Ctrl-C).
-    static func onInterrupt(_ handler: @escaping @Sendable () -> Void) {
-        for sig in [SIGINT, SIGTERM] {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler(handler: handler)
-            source.resume()
-            OnceBox.keep.append(source)
-        }
-    }
-
-    static func waitForTermination() async -> Int32 {
-        await withCheckedContinuation { continuation in
-            let once = OnceBox(continuation)
-            for sig in [SIGTERM, SIGINT] {
-                signal(sig, SIG_IGN)
-                let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-                source.setEventHandler { once.resume(sig) }
-                source.resume()
-                OnceBox.keep.append(source)
-            }
-        }
-    }
-
-    final class OnceBox: @unchecked Sendable {
-        nonisolated(unsafe) static var keep: [DispatchSourceSignal] = []
-        let lock = NSLock()
-        var continuation: CheckedContinuation<Int32, Never>?
-        init(_ c: CheckedContinuation<Int32, Never>) { continuation = c }
-        func resume(_ sig: Int32) {
-            lock.lock()
-            let c = continuation
-            continuation = nil
-            lock.unlock()
-            c?.resume(returning: sig)
-        }
+    /// `SPIKE_RECOVERY_PARENT_PID` (the demo sets it): the process ends with that parent.
+    static func parentWatch(logger: Logger) -> ParentProcessWatch? {
+        guard let raw = environment[ParentProcessWatch.variable], let parent = Int32(raw) else { return nil }
+        return ParentProcessWatch(parent: parent, logger: logger)
     }
 }

@@ -22,7 +22,7 @@ struct GoVectors: Decodable {
     let split: [Split]
 }
 
-@Suite(.serialized) struct ShamirCLITests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct ShamirCLITests {
     @Test func splitMatchesGoSpikeByteForByte() async throws {
         #expect(FileManager.default.isExecutableFile(atPath: binary), "build the CLI first: swift build")
         let vectors = try JSONDecoder().decode(GoVectors.self, from: Data(contentsOf: repository.appendingPathComponent("Vectors/go-spike/go-spike-shamir.json")))
@@ -100,7 +100,7 @@ struct GoVectors: Decodable {
     }
 }
 
-@Suite(.serialized) struct DemoAndNexusProcessTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct DemoAndNexusProcessTests {
     @Test func demoJSONSummary() async throws {
         let r = try await cli(["demo", "--json"])
         #expect(r.status == 0, "\(r.stderr)")

@@ -10,6 +10,7 @@ import TestSupport
 /// database is in WAL mode, where only EXCLUSIVE locking mode keeps readers out.
 final class StoreLock: @unchecked Sendable {
     let process = Process()
+    let exitWatch: ExitWatch
     let out = Pipe()
 
     init(_ path: String) async throws {
@@ -23,16 +24,24 @@ final class StoreLock: @unchecked Sendable {
             time.sleep(120)
             """, path]
         process.standardOutput = out
+        exitWatch = ExitWatch(process)
         try process.run()
         let reader = out.fileHandleForReading
         let locked = await Task.detached { String(decoding: reader.availableData, as: UTF8.self) }.value
         #expect(locked.hasPrefix("locked"), "the lock holder did not start")
     }
 
-    /// SIGKILL: a test runner may pass SIGTERM on as ignored; the lock dies with the process.
-    func release() {
+    /// SIGKILL: a test runner may pass SIGTERM on as ignored; the lock dies
+    /// with the process, whose exit is awaited.
+    func release() async {
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
+        if !(await exitWatch.exited(within: .seconds(30))) { Issue.record("the lock holder did not die of SIGKILL within 30 s") }
+    }
+
+    /// For a `defer`, when a test throws before `await release()`: the same
+    /// SIGKILL, not waited for (a `defer` cannot await).
+    func releaseWithoutWaiting() {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
     }
 }
 
@@ -54,7 +63,7 @@ final class StoreLock: @unchecked Sendable {
 
     @Test func aMistypedDataDirectoryIsABadSettingAndTouchesNoKeeper() async throws {
         let w = try await FaultWorld()
-        defer { w.finish() }
+        defer { w.abandon() }  // only if it throws before `finish()`
         let other = try await mixedKeepers(w)
         let typo = w.dir.appendingPathComponent("nexsu").path
         let n = try w.nexus("typo", ["--once", "--deadline", "10"], env: ["SPIKE_NEXUS_DATA_DIR": typo])
@@ -83,16 +92,17 @@ final class StoreLock: @unchecked Sendable {
         // Named when its answer is heard (7.3, or a late answer within the wait); replaced either way.
         #expect(real.summary?["keepers_rejected"] as? [Int] == [2] || real.events("late_answer", keeper: 2).contains { $0.contains("cancelled") })
         #expect(await w.holdsItsShard(1), "distribution did not repair keeper 2")
+        await w.finish()
     }
 
     /// A store locked by another process is not a wrong key: the run ends at
     /// its deadline naming the store, and recovers once the lock goes away.
     @Test func aLockedStoreIsWaitedForNotBlamed() async throws {
         let w = try await FaultWorld()
-        defer { w.finish() }
+        defer { w.abandon() }  // only if it throws before `finish()`
         let db = w.dir.appendingPathComponent("nexus/data/spike.db").path
         let lock = try await StoreLock(db)
-        defer { lock.release() }
+        defer { lock.releaseWithoutWaiting() }  // only if it throws before `release()`
         let started = ContinuousClock.now
         let n = try w.nexus("locked", ["--once", "--deadline", "3"])
         #expect(try await n.exit() == 1)
@@ -111,17 +121,18 @@ final class StoreLock: @unchecked Sendable {
         // Released while a second run waits: that run becomes operational with the right key.
         let second = try w.nexus("released", ["--once", "--deadline", "60"], env: FaultTests.distributionTimeout)
         #expect(try await eventually(30) { !second.events("store_unreadable").isEmpty })
-        lock.release()
+        await lock.release()
         #expect(try await second.exit() == 0, "\(second.stderr)")
         #expect(!second.events("store_retry").isEmpty && second.events("key_verification_failed").isEmpty)
         #expect(second.summary?["operational"] as? Bool == true)
+        await w.finish()
     }
 
     /// A 0-byte file and a file that is not a database are unreadable, not wrong keys.
     @Test(arguments: ["empty-file", "not-a-database"])
     func aBrokenStoreFileIsUnreadable(kind: String) async throws {
         let w = try await FaultWorld()
-        defer { w.finish() }
+        defer { w.abandon() }  // only if it throws before `finish()`
         let db = w.dir.appendingPathComponent("nexus/data/spike.db").path
         let before = FileManager.default.contents(atPath: db)
         try (kind == "empty-file" ? Data() : Data(repeating: 0x41, count: 4096)).write(to: URL(fileURLWithPath: db))
@@ -130,6 +141,7 @@ final class StoreLock: @unchecked Sendable {
         #expect(!n.events("store_unreadable").isEmpty && n.events("key_verification_failed").isEmpty && n.events("root_key_set").isEmpty)
         try before?.write(to: URL(fileURLWithPath: db))
         for i in 0..<3 { #expect(await w.holdsItsShard(i), "keeper \(i + 1) was written") }
+        await w.finish()
     }
 
     /// Restore against a store whose probe rows verify but a later row is
@@ -137,7 +149,7 @@ final class StoreLock: @unchecked Sendable {
     /// hands out shards, the process exits 1, nothing reaches a keeper.
     @Test func aRestoreOntoADamagedStoreIsRolledBack() async throws {
         let w = try await FaultWorld()
-        defer { w.finish() }
+        defer { w.abandon() }  // only if it throws before `finish()`
         let db = w.dir.appendingPathComponent("nexus/data/spike.db").path
         do {
             let conn = try SQLiteConnection(path: db, mode: .readWriteCreate)
@@ -161,12 +173,13 @@ final class StoreLock: @unchecked Sendable {
         #expect(n.events("root_key_set").count == 1 && !n.events("state_initialization_failed").isEmpty && n.events("operational").isEmpty)
         #expect(n.stderr.contains("error") && n.stderr.contains("state initialization failed"))
         for i in 0..<3 { #expect(await w.curl(i, "/v1/store/shard", "{}").contains("\"shard\":null"), "keeper \(i + 1) was written") }
+        await w.finish()
     }
 
     /// Restores racing each other: one install, consistent answers, shards only after step 12.
     @Test func concurrentRestoresThroughTheRoute() async throws {
         let w = try await FaultWorld()
-        defer { w.finish() }
+        defer { w.abandon() }  // only if it throws before `finish()`
         for i in 0..<3 { try await w.restartKeeper(i) }
         let port = freePort()
         let n = try w.nexus("restore", ["--deadline", "60"], env: ["SPIKE_NEXUS_TLS_PORT": "127.0.0.1:\(port)", "SPIKE_NEXUS_KEEPER_REQUEST_TIMEOUT": "3s"])
@@ -200,5 +213,6 @@ final class StoreLock: @unchecked Sendable {
         #expect(distributed, "distribution did not start after the restore")
         n.process.terminate()
         #expect(try await n.exit() == 0)
+        await w.finish()
     }
 }

@@ -40,6 +40,10 @@ final class FaultWorld: @unchecked Sendable {
     let shards: [SecretBytes]
     let keeperPorts: [Int]
     var keepers: [Process?] = [nil, nil, nil]
+    /// Each keeper's exit, watched from before it started.
+    var keeperExits: [ExitWatch?] = [nil, nil, nil]
+    /// Set by `finish()` (or `abandon()`): the processes are stopped and the files scanned and removed.
+    var finished = false
     var proxies: [FaultProxy] = []
     let namespaces: NetworkNamespaces?
     let scan: SecretScan
@@ -99,8 +103,10 @@ final class FaultWorld: @unchecked Sendable {
         handle.seekToEndOfFile()
         p.standardError = handle
         p.standardOutput = handle
+        let watch = ExitWatch(p)
         try p.run()
         keepers[i] = p
+        keeperExits[i] = watch
     }
 
     func signal(_ i: Int, _ sig: Int32) { if let p = keepers[i] { kill(p.processIdentifier, sig) } }
@@ -110,7 +116,9 @@ final class FaultWorld: @unchecked Sendable {
     /// Kills keeper i outright (its shard dies with it) and starts a fresh, empty one.
     func restartKeeper(_ i: Int) async throws {
         signal(i, SIGKILL)
-        keepers[i]?.waitUntilExit()
+        if let watch = keeperExits[i], !(await watch.exited(within: .seconds(30))) {
+            Issue.record("keeper \(i + 1) did not die of SIGKILL within 30 s")
+        }
         try startKeeper(i)
         #expect(try await eventually { self.keeperListening(i) })
     }
@@ -136,6 +144,8 @@ final class FaultWorld: @unchecked Sendable {
     /// A Nexus process (stdout, stderr and trace go to files).
     final class Nexus: @unchecked Sendable {
         let process = Process()
+        /// The process's exit, watched from before it started.
+        let exitWatch: ExitWatch
         let name: String
         let world: FaultWorld
         var trace: String { (try? String(contentsOfFile: world.dir.appendingPathComponent("\(name).trace").path, encoding: .utf8)) ?? "" }
@@ -161,6 +171,7 @@ final class FaultWorld: @unchecked Sendable {
             for file in ["\(name).out", name] { FileManager.default.createFile(atPath: world.logPath(file), contents: nil) }
             process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: world.logPath("\(name).out")))
             process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: world.logPath(name)))
+            exitWatch = ExitWatch(process)
             try process.run()
         }
 
@@ -177,7 +188,13 @@ final class FaultWorld: @unchecked Sendable {
                 process.terminate()
                 Issue.record("nexus did not exit within \(seconds) s")
             }
-            process.waitUntilExit()
+            if !(await exitWatch.exited(within: .seconds(30))) {
+                kill(process.processIdentifier, SIGKILL)
+                Issue.record("nexus did not exit within 30 s of SIGTERM")
+                guard await exitWatch.exited(within: .seconds(30)) else {
+                    throw CocoaError(.featureUnsupported, userInfo: [NSLocalizedDescriptionKey: "nexus \(name) survived SIGKILL"])
+                }
+            }
             return process.terminationStatus
         }
 
@@ -190,13 +207,39 @@ final class FaultWorld: @unchecked Sendable {
         try Nexus(self, name: name, args: args, env: env)
     }
 
-    /// Scans everything the run wrote for the root key and shards, then removes it all.
-    func finish() {
+    /// Stops the keepers (SIGTERM, each awaited), scans everything the run
+    /// wrote for the root key and shards, then removes it all. Every test ends
+    /// with it; `abandon()` in a `defer` covers a test that throws first.
+    func finish() async {
+        guard !finished else { return }
+        finished = true
         for i in 0..<3 {
             thaw(i)
             keepers[i]?.terminate()
-            keepers[i]?.waitUntilExit()
         }
+        for i in 0..<3 {
+            guard let watch = keeperExits[i], !(await watch.exited(within: .seconds(60))) else { continue }
+            Issue.record("keeper \(i + 1) did not exit within 60 s of SIGTERM")
+            signal(i, SIGKILL)
+            _ = await watch.exited(within: .seconds(30))
+        }
+        scanAndRemove()
+    }
+
+    /// For a `defer`: when a test throws before `await finish()`, kills the
+    /// keepers (SIGKILL, not waited for: a `defer` cannot await), then scans and
+    /// removes what the run wrote. Does nothing after `finish()`.
+    func abandon() {
+        guard !finished else { return }
+        finished = true
+        for i in 0..<3 {
+            thaw(i)
+            signal(i, SIGKILL)
+        }
+        scanAndRemove()
+    }
+
+    private func scanAndRemove() {
         for p in proxies { p.stop() }
         if let files = try? FileManager.default.contentsOfDirectory(atPath: dir.path) {
             for f in files where f.hasSuffix(".log") || f.hasSuffix(".trace") {
@@ -207,7 +250,7 @@ final class FaultWorld: @unchecked Sendable {
     }
 }
 
-@Suite(.serialized) struct FaultTests {
+@Suite(.serialized, .timeLimit(.minutes(10))) struct FaultTests {
     /// For runs whose single `--once` distribution pass must reach every keeper:
     /// the 1 s default of these tests is for detecting faults, not for a loaded machine.
     static let distributionTimeout = ["SPIKE_NEXUS_KEEPER_REQUEST_TIMEOUT": "3s"]
@@ -215,7 +258,7 @@ final class FaultWorld: @unchecked Sendable {
     /// A keeper that takes seconds per answer (within the deadline) is waited for when it is needed.
     @Test func slowKeeperWithinTheDeadline() async throws {
         let w = try await FaultWorld()
-        defer { w.finish() }
+        defer { w.abandon() }  // only if it throws before `finish()`
         w.proxies[2].mode = .delay(1.5)
         w.freeze(1)
         let n = try w.nexus("nexus", ["--once", "--deadline", "30"], env: ["SPIKE_NEXUS_KEEPER_REQUEST_TIMEOUT": "4s"])
@@ -223,6 +266,7 @@ final class FaultWorld: @unchecked Sendable {
         #expect(n.summary?["shards_used"] as? [Int] == [1, 3])
         #expect((n.summary?["elapsed_ms"] as? Int ?? 0) >= 1500)
         #expect(n.events("root_key_set").count == 1)
+        await w.finish()
     }
 
     /// Answers after the deadline, a blackhole, and a reset mid-reply are each
@@ -235,7 +279,7 @@ final class FaultWorld: @unchecked Sendable {
     ])
     func faultyKeeperIsReportedAndRecoveryCompletes(name: String, mode: FaultProxy.Mode, detail: String) async throws {
         let w = try await FaultWorld()
-        defer { w.finish() }
+        defer { w.abandon() }  // only if it throws before `finish()`
         w.proxies[2].mode = mode
         w.freeze(1)
         let n = try w.nexus("nexus")
@@ -250,12 +294,13 @@ final class FaultWorld: @unchecked Sendable {
         #expect(n.summary?["operational"] as? Bool == true)
         #expect(n.summary?["shards_used"] as? [Int] == [1, 2])
         #expect(n.stderr.contains("keeper 3: unreachable ("))
+        await w.finish()
     }
 
     /// Below the threshold recovery never completes and never installs a key; it names the failing keepers.
     @Test func belowThresholdGivesUpAtTheDeadline() async throws {
         let w = try await FaultWorld()
-        defer { w.finish() }
+        defer { w.abandon() }  // only if it throws before `finish()`
         w.proxies[1].mode = .blackhole
         w.proxies[2].stop()
         let n = try w.nexus("nexus", ["--once", "--deadline", "3"])
@@ -264,13 +309,14 @@ final class FaultWorld: @unchecked Sendable {
         #expect(n.events("root_key_set").isEmpty && n.events("key_reconstructed").isEmpty)
         #expect(!n.events("keeper_unreachable", keeper: 2).isEmpty && !n.events("keeper_unreachable", keeper: 3).isEmpty)
         #expect(n.events("keeper_unreachable", keeper: 3).allSatisfy { $0.contains("refused") }, "\(n.events("keeper_unreachable", keeper: 3))")
+        await w.finish()
     }
 
     /// A keeper killed and restarted mid-recovery comes back empty; recovery
     /// completes from the others and distribution gives it its shard again.
     @Test func keeperRestartedMidRecoveryIsRefilled() async throws {
         let w = try await FaultWorld()
-        defer { w.finish() }
+        defer { w.abandon() }  // only if it throws before `finish()`
         w.freeze(1)
         w.freeze(2)
         let n = try w.nexus("nexus", env: Self.distributionTimeout)
@@ -282,12 +328,13 @@ final class FaultWorld: @unchecked Sendable {
         #expect(try await n.exit() == 0, "\(n.stderr)")
         #expect(n.summary?["shards_used"] as? [Int] == [1, 2])
         for i in 0..<3 { #expect(await w.holdsItsShard(i), "keeper \(i + 1) after distribution") }
+        await w.finish()
     }
 
     /// A keeper holding a shard of another key is found out; the key installed is the store's.
     @Test func wrongShardNeverInstallsAWrongKey() async throws {
         let w = try await FaultWorld()
-        defer { w.finish() }
+        defer { w.abandon() }  // only if it throws before `finish()`
         var other = [UInt8](repeating: 0, count: 32)
         for i in 0..<32 { other[i] = UInt8.random(in: 0...255) }
         other[0] &= 0x7f
@@ -301,34 +348,36 @@ final class FaultWorld: @unchecked Sendable {
         #expect(n.summary?["keepers_rejected"] as? [Int] == [3])
         #expect(n.events("root_key_set").count == 1)
         for i in 0..<3 { #expect(await w.holdsItsShard(i), "keeper \(i + 1) after distribution") }
+        await w.finish()
     }
 
     /// Nexus killed (SIGKILL) while distributing: keepers keep valid shards,
     /// and the next Nexus recovers the same key.
     @Test func nexusKilledDuringDistribution() async throws {
         let w = try await FaultWorld()
-        defer { w.finish() }
+        defer { w.abandon() }  // only if it throws before `finish()`
         for round in 0..<3 {
             let n = try w.nexus("nexus-\(round)", ["--deadline", "30"], env: ["SPIKE_NEXUS_KEEPER_UPDATE_INTERVAL": "20ms"])
             #expect(try await eventually(60) { !n.events("operational").isEmpty })
             try await Task.sleep(for: .milliseconds(Int.random(in: 0...150)))
             kill(n.process.processIdentifier, SIGKILL)
-            n.process.waitUntilExit()
+            if !(await n.exitWatch.exited(within: .seconds(30))) { Issue.record("nexus-\(round) did not die of SIGKILL within 30 s") }
         }
         let n = try w.nexus("nexus-after", env: Self.distributionTimeout)
         #expect(try await n.exit() == 0, "\(n.stderr)")
         #expect(n.summary?["operational"] as? Bool == true && n.summary?["secrets"] as? Int == 1)
         for i in 0..<3 { #expect(await w.holdsItsShard(i)) }
+        await w.finish()
     }
 
     /// Keepers in their own network namespaces behind veth links; cutting two
     /// links partitions Nexus below the threshold, restoring one lets it through.
-    @Test(.enabled(if: NetworkNamespaces.available, "needs root and iproute2 (CI has both)"))
+    @Test(.enabled("needs root and iproute2 (CI has both)") { await NetworkNamespaces.available() })
     func partitionedKeepersInNetworkNamespaces() async throws {
-        let spaces = try NetworkNamespaces(count: 3)
-        defer { spaces.remove() }
+        let spaces = try await NetworkNamespaces(count: 3)
+        defer { spaces.abandon() }  // only if it throws before `remove()`
         let w = try await FaultWorld(namespaces: spaces)
-        defer { w.finish() }
+        defer { w.abandon() }  // only if it throws before `finish()`
         #expect(await run(NetworkNamespaces.ip, ["link", "set", spaces.hostLinks[1], "down"]).status == 0)
         #expect(await run(NetworkNamespaces.ip, ["link", "set", spaces.hostLinks[2], "down"]).status == 0)
         let n = try w.nexus("nexus")
@@ -337,6 +386,8 @@ final class FaultWorld: @unchecked Sendable {
         #expect(await run(NetworkNamespaces.ip, ["link", "set", spaces.hostLinks[2], "up"]).status == 0)
         #expect(try await n.exit() == 0, "\(n.stderr)")
         #expect(n.summary?["shards_used"] as? [Int] == [1, 3])
+        await w.finish()
+        await spaces.remove()
     }
 }
 
@@ -347,26 +398,18 @@ final class NetworkNamespaces: @unchecked Sendable {
     let names: [String]
     let hostLinks: [String]
     let subnet: Int
+    private var removed = false
 
-    static let available: Bool = {
+    /// Whether this machine can make network namespaces: root, iproute2, and a probe namespace added and deleted.
+    static func available() async -> Bool {
         guard getuid() == 0, FileManager.default.isExecutableFile(atPath: ip) else { return false }
         let probe = "spkprobe\(getpid())"
-        let add = Process()
-        add.executableURL = URL(fileURLWithPath: ip)
-        add.arguments = ["netns", "add", probe]
-        add.standardError = FileHandle.nullDevice
-        guard (try? add.run()) != nil else { return false }
-        add.waitUntilExit()
-        guard add.terminationStatus == 0 else { return false }
-        let del = Process()
-        del.executableURL = URL(fileURLWithPath: ip)
-        del.arguments = ["netns", "del", probe]
-        try? del.run()
-        del.waitUntilExit()
+        guard await run(ip, ["netns", "add", probe]).status == 0 else { return false }
+        _ = await run(ip, ["netns", "del", probe])
         return true
-    }()
+    }
 
-    init(count: Int) throws {
+    init(count: Int) async throws {
         let tag = String(UInt32.random(in: 0...0xfffff), radix: 36)
         subnet = Int.random(in: 64...250)
         names = (0..<count).map { "spk\(tag)-\($0)" }
@@ -384,13 +427,8 @@ final class NetworkNamespaces: @unchecked Sendable {
                 ["netns", "exec", names[i], "ip", "link", "set", "lo", "up"],
             ]
             for step in steps {
-                let p = Process()
-                p.executableURL = URL(fileURLWithPath: Self.ip)
-                p.arguments = step
-                try p.run()
-                p.waitUntilExit()
-                guard p.terminationStatus == 0 else {
-                    remove()
+                guard await run(Self.ip, step).status == 0 else {
+                    await remove()
                     throw CocoaError(.featureUnsupported, userInfo: [NSLocalizedDescriptionKey: "ip \(step.joined(separator: " ")) failed"])
                 }
             }
@@ -399,14 +437,25 @@ final class NetworkNamespaces: @unchecked Sendable {
 
     func keeperAddress(_ i: Int) -> String { "10.\(subnet).\(i).2" }
 
-    func remove() {
+    /// Deletes the namespaces (and so their links), each `ip netns del` awaited.
+    func remove() async {
+        guard !removed else { return }
+        removed = true
+        for name in names { _ = await run(Self.ip, ["netns", "del", name]) }
+    }
+
+    /// For a `defer`: when a test throws before `await remove()`, starts the
+    /// same deletions without waiting for them (a `defer` cannot await).
+    /// Does nothing after `remove()`.
+    func abandon() {
+        guard !removed else { return }
+        removed = true
         for name in names {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: Self.ip)
             p.arguments = ["netns", "del", name]
             p.standardError = FileHandle.nullDevice
             try? p.run()
-            p.waitUntilExit()
         }
     }
 }

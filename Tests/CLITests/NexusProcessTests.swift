@@ -54,7 +54,7 @@ struct NexusWorld {
     }
 }
 
-@Suite(.serialized) struct NexusProcessTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct NexusProcessTests {
     @Test func nexusOnceRecoversAndTraces() async throws {
         let w = try await NexusWorld(fill: true)
         w.keepers[2].slot.wipe()  // keeper 3 restarted: empty until distribution
@@ -92,6 +92,7 @@ struct NexusWorld {
         p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
         p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
         func file(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+        let nexusExit = ExitWatch(p)
         try p.run()
         let watchdog = DispatchWorkItem { if p.isRunning { p.terminate() } }
         DispatchQueue.global().asyncAfter(deadline: .now() + 30, execute: watchdog)
@@ -122,7 +123,13 @@ struct NexusWorld {
         let last = await restore(3)
         #expect(last == "{\"collected\":2,\"remaining\":0,\"restored\":true}")
         #expect(try await eventually(30) { !p.isRunning }, "nexus did not exit after the restore")
-        p.waitUntilExit()
+        // The watchdog has sent SIGTERM by 30 s after the start.
+        guard await nexusExit.exited(within: .seconds(60)) else {
+            kill(p.processIdentifier, SIGKILL)
+            Issue.record("nexus did not exit, even after the watchdog's SIGTERM: \(file(errPath))")
+            await w.stop()
+            return
+        }
         #expect(p.terminationStatus == 0, "\(file(errPath))")
         #expect(file(outPath).hasPrefix("{\"operational\":true,\"secrets\":1,"))
         // The restore went through the one machine: every step is in the trace.
@@ -159,7 +166,7 @@ struct NexusWorld {
     }
 }
 
-@Suite(.serialized) struct MetricsEndpointTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct MetricsEndpointTests {
     func scrape(_ port: Int) async -> String {
         await run("/usr/bin/curl", ["-s", "--max-time", "5", "http://127.0.0.1:\(port)/metrics"]).output
     }
@@ -174,6 +181,7 @@ struct NexusWorld {
         for (k, v) in w.env(port: freePort()) { environment[k] = v }
         p.environment = environment
         p.standardError = FileHandle.nullDevice
+        let nexusExit = ExitWatch(p)
         try p.run()
         defer { if p.isRunning { p.terminate() } }
         var text = ""
@@ -194,7 +202,12 @@ struct NexusWorld {
         }
         #expect(delivered)
         p.terminate()
-        p.waitUntilExit()
+        guard await nexusExit.exited(within: .seconds(60)) else {
+            kill(p.processIdentifier, SIGKILL)
+            Issue.record("nexus did not exit within 60 s of SIGTERM")
+            await w.stop()
+            return
+        }
         #expect(p.terminationStatus == 0)
         await w.stop()
     }

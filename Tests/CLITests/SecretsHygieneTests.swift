@@ -6,11 +6,13 @@ import TestSupport
 /// Process-level hygiene of the secret-holding commands: no core dump, no
 /// backtrace or register dump on a crash, memory locked, and one notice
 /// when hardening is incomplete.
-@Suite(.serialized) struct SecretsHygieneTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct SecretsHygieneTests {
     /// A keeper holding a shard, started through bash so the test can set limits.
     struct Keeper {
         let dir: URL
         let process = Process()
+        /// The process's exit, watched from before it started.
+        let exitWatch: ExitWatch
         let port = freePort()
         let shard: [UInt8] = (0..<32).map { UInt8(($0 * 53 + 7) % 251 + 1) }
         var log: String { (try? String(contentsOfFile: dir.appendingPathComponent("keeper.log").path, encoding: .utf8)) ?? "" }
@@ -31,6 +33,7 @@ import TestSupport
             let handle = try FileHandle(forWritingTo: dir.appendingPathComponent("keeper.log"))
             process.standardError = handle
             process.standardOutput = handle
+            exitWatch = ExitWatch(process)
             try process.run()
             let port = self.port
             #expect(try await eventually { portOpen(port) }, "keeper did not start")
@@ -82,7 +85,10 @@ import TestSupport
         let died = try await eventually(10) { !k.process.isRunning }
         #expect(died, "the keeper did not die of signal \(signal)")
         if !died { kill(k.process.processIdentifier, SIGKILL) }
-        k.process.waitUntilExit()
+        guard await k.exitWatch.exited(within: .seconds(30)) else {
+            Issue.record("the keeper did not exit, even after SIGKILL")
+            return
+        }
         #expect(k.process.terminationReason == .uncaughtSignal && k.process.terminationStatus == signal)
         #expect(k.coreFiles().isEmpty, "core file written")
         let log = k.log
@@ -96,8 +102,8 @@ import TestSupport
         try #require(getuid() == 0, "mlockall needs root or a 1 GiB RLIMIT_MEMLOCK")
         let k = try await Keeper()
         defer {
-            k.process.terminate()
-            k.process.waitUntilExit()
+            // The test awaits the exit; this covers a throw before that or a keeper still running (a `defer` cannot await).
+            if k.process.isRunning { kill(k.process.processIdentifier, SIGKILL) }
             try? FileManager.default.removeItem(at: k.dir)
         }
         #expect((k.status("VmLck") ?? 0) > 0, "no memory locked")
@@ -113,8 +119,8 @@ import TestSupport
         try #require(getuid() == 0 && FileManager.default.isExecutableFile(atPath: setpriv), "needs root and setpriv to drop CAP_IPC_LOCK")
         let k = try await Keeper(limits: "ulimit -l 64", wrapper: "\(setpriv) --bounding-set=-ipc_lock")
         defer {
-            k.process.terminate()
-            k.process.waitUntilExit()
+            // The test awaits the exit; this covers a throw before that or a keeper still running (a `defer` cannot await).
+            if k.process.isRunning { kill(k.process.processIdentifier, SIGKILL) }
             try? FileManager.default.removeItem(at: k.dir)
         }
         #expect(k.status("VmLck") == 0)

@@ -7,7 +7,7 @@ import Testing
 import TestSupport
 import WorkloadAPI
 
-@Suite(.serialized) struct WorkloadAPIProcessTests {
+@Suite(.serialized, .timeLimit(.minutes(10))) struct WorkloadAPIProcessTests {
     /// Keepers and Nexus as real processes that get their SVIDs only from
     /// Workload API sockets: Nexus restores from Pilot files and hands the
     /// keepers their shards, then a fresh Nexus recovers the key from them,
@@ -25,6 +25,7 @@ import WorkloadAPI
             return server
         }
         var keepers: [Process] = []
+        var keeperExits: [ExitWatch] = []
         var ports: [Int] = []
         defer {
             for k in keepers where k.isRunning { k.terminate() }
@@ -43,6 +44,7 @@ import WorkloadAPI
             p.environment = env
             FileManager.default.createFile(atPath: dir.appendingPathComponent("keeper-\(i).log").path, contents: nil)
             p.standardError = try FileHandle(forWritingTo: dir.appendingPathComponent("keeper-\(i).log"))
+            keeperExits.append(ExitWatch(p))
             try p.run()
             keepers.append(p)
             ports.append(port)
@@ -89,7 +91,10 @@ import WorkloadAPI
         #expect(summary?["operational"] as? Bool == true && summary?["secrets"] as? Int == 1)
         #expect((summary?["shards_used"] as? [Int])?.count == 2 && (summary?["keepers_rejected"] as? [Int]) == [])
 
-        for k in keepers { k.terminate(); k.waitUntilExit() }
+        for (i, (k, keeperExit)) in zip(keepers, keeperExits).enumerated() {
+            k.terminate()
+            if !(await keeperExit.exited(within: .seconds(60))) { Issue.record("keeper \(i + 1) did not exit within 60 s of SIGTERM") }
+        }
         for a in apis { await a.stop() }
         // Nothing the processes printed holds the key or a shard.
         let shards = try NativeShamir().split(rootKey: rootKey, threshold: 2, shares: 3).shards.map(\.value)

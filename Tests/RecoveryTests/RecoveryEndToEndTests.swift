@@ -169,16 +169,19 @@ final class Gate: @unchecked Sendable {
     }
 }
 
-@Suite(.serialized) struct RecoveryEndToEndTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct RecoveryEndToEndTests {
     @Test func happyPathThreeKeepersThresholdTwo() async throws {
         let w = try World(secrets: 7)
         for _ in 0..<3 { try await w.addKeeper() }
         for i in 0..<3 { w.fill(i) }
         let r = try w.recovery()
         let d = w.distributor(for: r)
+        let distribution = Task { await d.run() }
         let outcome = await r.run(distributor: d)
-        d.stop()
+        distribution.cancel()
+        await distribution.value
         #expect(outcome.ending == .operational)
+        #expect(d.isArmed, "step 11 did not hand distribution over")
         let spec = try SpecTable.load()
         #expect(r.trace.recorded.map { SpecTable.Step(step: $0.step, event: $0.event) } == spec.expected_traces["happy_path_3_keepers_threshold_2"]!)
         #expect(outcome.state?.secretCount == 7 && outcome.state?.versionCount == 14 && outcome.state?.policyCount == 1)
@@ -292,7 +295,7 @@ final class Gate: @unchecked Sendable {
         w.fill(0, with: try NativeShamir().split(rootKey: randomRootKey(), threshold: 2, shares: 2).shards[0].value)
         w.fill(1)
         // The deadline ends a recovery that can never succeed. It must leave time for
-        // both shards to arrive on a loaded machine (800 ms did not, once, in a full
+        // both shards to arrive on a loaded machine (800 ms is too short under a full
         // parallel run), so the verification failure is always reached first.
         let r = try w.recovery(deadline: .seconds(10))
         let outcome = await r.run(distributor: nil)
@@ -362,9 +365,10 @@ final class Gate: @unchecked Sendable {
         let outcome = await r.run(distributor: nil)
         #expect(outcome.ending == .rejected("SPIKE_NEXUS_KEEPER_PEERS: lists 2 keepers but SPIKE_NEXUS_SHAMIR_SHARES is 3 (one keeper per share)"))
         #expect(events(r) == ["nexus_started", "recovery_begun", "configuration_rejected"])
-        #expect(throws: ConfigurationError.self) { try RecoveryConfiguration.parsePeers("https://a:1,http://b:2") }
-        #expect(throws: ConfigurationError.self) { try RecoveryConfiguration.parsePeers("https://a:1,,https://b:2") }
-        #expect(throws: ConfigurationError.self) { try RecoveryConfiguration.parsePeers("https://a:1, https://a:1") }
+        func peersProblem(_ problem: String) -> SettingError { SettingError(setting: RecoveryConfiguration.peersVariable, problem: problem) }
+        #expect(throws: peersProblem("entry 2 is not an https://host[:port][/prefix] URL")) { try RecoveryConfiguration.parsePeers("https://a:1,http://b:2") }
+        #expect(throws: peersProblem("entry 2 is empty")) { try RecoveryConfiguration.parsePeers("https://a:1,,https://b:2") }
+        #expect(throws: peersProblem("entry 2 repeats an earlier keeper")) { try RecoveryConfiguration.parsePeers("https://a:1, https://a:1") }
         #expect(try RecoveryConfiguration.parsePeers(" https://a:8443 ,https://b:8543/prefix/") == ["https://a:8443", "https://b:8543/prefix"])
         await w.stop()
     }

@@ -23,11 +23,23 @@ func vectorFiles() throws -> [URL] {
 @Suite struct VectorFileTests {
     let verifier = VectorVerifier(schemes: [NativeShamir(), ReferenceShamir()])
 
+    /// Files verified here only in optimized builds. Thresholds up to 1000 take
+    /// minutes through the unoptimized field of a debug build (no target sets
+    /// -O, so the products stay usable as dependencies); CI's release step
+    /// `vectors verify` checks these files, with both implementations, as shipped.
+    static var releaseOnly: Set<String> {
+        #if DEBUG
+        ["large.json"]
+        #else
+        []
+        #endif
+    }
+
     @Test func everyCommittedFilePassesBothImplementations() throws {
         let files = try vectorFiles()
         #expect(files.count == 7)
         var total = 0
-        for url in files {
+        for url in files where !Self.releaseOnly.contains(url.lastPathComponent) {
             let file = try VectorLoader.load(path: url.path)
             let report = verifier.verify(file, label: url.lastPathComponent)
             #expect(report.failures == [])
@@ -151,7 +163,9 @@ func vectorFiles() throws -> [URL] {
         #expect(loadError(#"{"group_order":"\#(ShamirConstants.groupOrderHex)","split":[],"recover":[{"name":"x","threshold":1,"shards":[{"id":-1,"value":"01"}],"root_key":"01"}],"reject":[]}"#)
                 .hasPrefix("f.json: not a vector file:"))
         #expect(loadError(#"{"group_order":"\#(ShamirConstants.groupOrderHex)","split":[]}"#) == "f.json: not a vector file: missing key \"recover\" at top level")
-        #expect(throws: VectorLoadError.self) { try VectorLoader.load(path: "/nonexistent/file.json") }
+        // A missing file is a read failure naming it, not a parse failure.
+        let missing = #expect(throws: VectorLoadError.self) { try VectorLoader.load(path: "/nonexistent/file.json") }
+        if let missing { #expect(missing.path == "/nonexistent/file.json" && missing.reason.hasPrefix("cannot read file ("), "\(missing)") }
     }
 
     @Test func hexIsStrict() {

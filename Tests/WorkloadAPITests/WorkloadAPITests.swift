@@ -145,7 +145,7 @@ func fastOptions(_ selector: SVIDSelector = .first, wait: Duration = .seconds(30
     }
 }
 
-@Suite(.serialized) struct WorkloadAPISourceTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct WorkloadAPISourceTests {
     let pki: DevelopmentPKI
     init() throws { pki = try DevelopmentPKI() }
 

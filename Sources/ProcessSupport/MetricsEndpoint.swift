@@ -1,31 +1,25 @@
 import CoreMetrics
-import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
 import Prometheus
+import ServiceLifecycle
 
 /// `--metrics-address HOST:PORT`: a Prometheus text endpoint (`GET /metrics`,
 /// plain HTTP) for the long-running commands. Metrics carry counts and times
 /// only, never a secret; bind it to loopback unless a scraper needs more.
-enum MetricsEndpoint {
-    static func start(address: String, variable: String = "--metrics-address") async throws -> Channel {
-        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]), (0...65535).contains(port) else {
-            throw OperatorError("\(variable): expected host:port (got \"\(address)\")", exitCode: 64)
-        }
-        var host = String(address[..<colon])
-        if host.isEmpty { host = "127.0.0.1" }
+///
+/// As a `Service`: serves from `start` until graceful shutdown, then closes.
+public final class MetricsEndpoint: Service, Sendable {
+    let channel: Channel
+
+    private init(channel: Channel) { self.channel = channel }
+
+    /// Bootstraps swift-metrics with a Prometheus registry and binds the endpoint.
+    public static func start(_ address: ListenAddress) async throws -> MetricsEndpoint {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
-        do {
-            return try await bind(host: host, port: port, registry: registry)
-        } catch {
-            throw OperatorError("\(variable): cannot listen on \(host):\(port): \(error)", exitCode: 1)
-        }
-    }
-
-    static func bind(host: String, port: Int, registry: PrometheusCollectorRegistry) async throws -> Channel {
-        try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -33,7 +27,15 @@ enum MetricsEndpoint {
                     try channel.pipeline.syncOperations.addHandler(MetricsHandler(registry: registry))
                 }
             }
-            .bind(host: host, port: port).get()
+            .bind(host: address.host, port: address.port).get()
+        return MetricsEndpoint(channel: channel)
+    }
+
+    public var port: Int { channel.localAddress?.port ?? 0 }
+
+    public func run() async {
+        try? await gracefulShutdown()
+        try? await channel.close()
     }
 }
 

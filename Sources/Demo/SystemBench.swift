@@ -12,11 +12,12 @@ import SpiffeIdentity
 
 /// `bench --system`: the store and the whole recovery, on loopback with real
 /// mTLS keepers and a real SQLite file (in-process, one event loop group).
-enum SystemBench {
-    static func run(quick: Bool, record: (String, Double) -> Void) async throws {
+public enum SystemBench {
+    /// Records (name, milliseconds) for each measure; `quick` for a smoke run.
+    public static func run(quick: Bool, record: (String, Double) -> Void) async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("spike-bench-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let key = DemoRun.freshRootKey()
+        let key = NativeShamir.randomRootKey()
 
         // Store: 2,000 paths × 5 versions = 10,000 secret versions.
         let bigPath = dir.appendingPathComponent("big/spike.db").path

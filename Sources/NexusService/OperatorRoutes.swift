@@ -1,3 +1,4 @@
+import Recovery
 import SecureMemory
 import SpiffeIdentity
 import SpikeWire
@@ -7,11 +8,6 @@ import SpikeWire
 /// which answers once each one has been processed; recover serves only once
 /// the machine is operational.
 public struct OperatorRoutes: Sendable {
-    public struct Response: Sendable, Equatable {
-        public let status: Int
-        public let body: [UInt8]
-    }
-
     public static let recoverPath = "/v1/operator/recover"
     public static let restorePath = "/v1/operator/restore"
 
@@ -23,7 +19,7 @@ public struct OperatorRoutes: Sendable {
         self.trustRoots = trustRoots
     }
 
-    public func handle(method: String, uri: String, body: SecretBytes, peer: SpiffeID) async -> Response {
+    public func handle(method: String, uri: String, body: SecretBytes, peer: SpiffeID) async -> RouteResponse {
         guard method == "POST", !uri.contains("?") else { return notReadyOrBad }
         switch uri {
         case Self.recoverPath: return recover(body: body, peer: peer)
@@ -32,24 +28,27 @@ public struct OperatorRoutes: Sendable {
         }
     }
 
-    static let notReady = Response(status: 503, body: Array("{\"err\":\"state_not_ready\"}".utf8))
+    /// 413 for a body over the server's limit.
+    public static let tooLarge = RouteResponse(status: 413, body: Array("{\"err\":\"api_bad_request\"}".utf8))
+
+    static let notReady = RouteResponse(status: 503, body: Array("{\"err\":\"state_not_ready\"}".utf8))
 
     /// Other routes: 503 until step 12 (this build serves no secrets API).
-    var notReadyOrBad: Response {
-        recovery.isOperational ? Response(status: 400, body: Array("{\"err\":\"api_bad_request\"}".utf8)) : Self.notReady
+    var notReadyOrBad: RouteResponse {
+        recovery.isOperational ? RouteResponse(status: 400, body: Array("{\"err\":\"api_bad_request\"}".utf8)) : Self.notReady
     }
 
-    func recover(body: SecretBytes, peer: SpiffeID) -> Response {
+    func recover(body: SecretBytes, peer: SpiffeID) -> RouteResponse {
         guard trustRoots.id(peer, hasRole: .pilotRecover) else {
-            return Response(status: 401, body: Array("{\"shards\":null,\"err\":\"access_unauthorized\"}".utf8))
+            return RouteResponse(status: 401, body: Array("{\"shards\":null,\"err\":\"access_unauthorized\"}".utf8))
         }
         guard (try? KeeperWire.object(body)) != nil else {
-            return Response(status: 400, body: Array("{\"shards\":null,\"err\":\"api_bad_request\"}".utf8))
+            return RouteResponse(status: 400, body: Array("{\"shards\":null,\"err\":\"api_bad_request\"}".utf8))
         }
         // Shards of a key that has not passed step 12 are never handed out.
         guard recovery.isOperational else { return Self.notReady }
         guard let shards = recovery.installedKeyShards() else {
-            return Response(status: 500, body: Array("{\"shards\":null,\"err\":\"api_internal_error\"}".utf8))
+            return RouteResponse(status: 500, body: Array("{\"shards\":null,\"err\":\"api_internal_error\"}".utf8))
         }
         var out = Array("{\"shards\":{".utf8)
         for (i, shard) in shards.enumerated() {
@@ -61,12 +60,12 @@ public struct OperatorRoutes: Sendable {
             shard.value.wipe()
         }
         out += Array("}}".utf8)
-        return Response(status: 200, body: out)
+        return RouteResponse(status: 200, body: out)
     }
 
-    func restore(body: SecretBytes, peer: SpiffeID) async -> Response {
-        func status(_ code: Int, _ err: String) -> Response {
-            Response(status: code, body: Array("{\"collected\":0,\"remaining\":0,\"restored\":false,\"err\":\"\(err)\"}".utf8))
+    func restore(body: SecretBytes, peer: SpiffeID) async -> RouteResponse {
+        func status(_ code: Int, _ err: String) -> RouteResponse {
+            RouteResponse(status: code, body: Array("{\"collected\":0,\"remaining\":0,\"restored\":false,\"err\":\"\(err)\"}".utf8))
         }
         guard trustRoots.id(peer, hasRole: .pilotRestore) else { return status(401, "access_unauthorized") }
         guard let members = try? KeeperWire.object(body),
@@ -77,7 +76,7 @@ public struct OperatorRoutes: Sendable {
         }
         switch await recovery.submitRestore(id: id, shard: shard) {
         case .progress(let collected, let remaining, let restored):
-            return Response(status: 200, body: Array("{\"collected\":\(collected),\"remaining\":\(remaining),\"restored\":\(restored)}".utf8))
+            return RouteResponse(status: 200, body: Array("{\"collected\":\(collected),\"remaining\":\(remaining),\"restored\":\(restored)}".utf8))
         case .badShard:
             return status(400, "api_bad_request")
         case .failed:

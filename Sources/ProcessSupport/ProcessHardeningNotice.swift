@@ -3,7 +3,7 @@ import SecureMemory
 
 extension ProcessHardening {
     /// Applies the hardening and says once, as a notice, what it could not do.
-    static func apply(logger: Logger) {
+    public static func apply(logger: Logger) {
         if let problem = apply() { logger.notice("\(problem)") }
     }
 }

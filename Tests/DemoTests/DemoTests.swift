@@ -1,0 +1,47 @@
+import BackingStore
+import Foundation
+import SecureMemory
+import Shamir
+import Testing
+import TestSupport
+@testable import Demo
+
+@Suite(.timeLimit(.minutes(2))) struct DemoTests {
+    /// The demo's sample store opens under its key with the counts the demo prints, and under no other key.
+    @Test func sampleDatabaseOpensUnderItsKeyOnly() throws {
+        let dir = try temporaryDirectory("demo")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let key = NativeShamir.randomRootKey()
+        let path = dir.appendingPathComponent("data/spike.db").path
+        let (secrets, versions, policies) = try DemoRun.writeSampleDatabase(path: path, rootKey: key)
+        #expect((secrets, versions, policies) == (5, 8, 2))
+        let state = try SpikeDatabase.load(path: path, rootKey: key)
+        #expect(state.secretCount == secrets && state.versionCount == versions && state.policyCount == policies)
+        #expect(throws: BackingStoreError.self) { try SpikeDatabase.load(path: path, rootKey: NativeShamir.randomRootKey()) }
+    }
+
+    /// A killed child is awaited without polling, and a waiter after the exit returns at once.
+    @Test func childExitResumesEveryWaiter() async throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        p.arguments = ["30"]
+        let exit = ChildExit()
+        p.terminationHandler = { _ in exit.markExited() }
+        try p.run()
+        async let first: Void = exit.wait()
+        kill(p.processIdentifier, SIGKILL)  // not SIGTERM: the test process may pass on an ignored disposition
+        await first
+        await exit.wait()
+        #expect(!p.isRunning)
+    }
+
+    @Test func setUpErrorsSayWhatFailed() throws {
+        let demo = try DemoRun(keepers: 1, threshold: 1, killOne: false, keeperExecutable: "/nonexistent/spike-recovery",
+                               colour: false, output: { _ in })
+        defer { demo.cleanUp() }
+        #expect(throws: DemoError.self) { try demo.startKeeper(index: 1, port: freePort()) }
+        #expect(FileManager.default.fileExists(atPath: demo.dir.path))
+        demo.cleanUp()
+        #expect(!FileManager.default.fileExists(atPath: demo.dir.path), "clean-up left the directory")
+    }
+}
