@@ -55,6 +55,7 @@ let package = Package(
             dependencies: [
                 "SecureMemory",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -93,6 +94,7 @@ let package = Package(
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
         // The recovery machine (Spec/recovery.md steps 1-12) and step 11's distribution loop.
@@ -130,6 +132,7 @@ let package = Package(
             dependencies: [
                 "WorkloadAPIProto", "SpiffeIdentity", "SecureMemory",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -201,7 +204,11 @@ let package = Package(
         // pool, loopback ports from one ledger, test keys.
         .target(
             name: "TestSupport",
-            dependencies: ["SecureMemory", "Shamir", "MutualTLS", .product(name: "Subprocess", package: "swift-subprocess")],
+            dependencies: [
+                "SecureMemory", "Shamir", "MutualTLS",
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
             path: "Tests/TestSupport"),
 
         .testTarget(

@@ -31,7 +31,16 @@ public final class SpikeDatabaseWriter {
         CREATE INDEX IF NOT EXISTS idx_secrets_created_time ON secrets(created_time);
         """
 
+    /// A root key that is not 32 bytes (AES-256): refused before anything is written.
+    public struct KeyLengthError: Error, Equatable, CustomStringConvertible {
+        public let count: Int
+        public init(count: Int) { self.count = count }
+        public var description: String { "root key must be 32 bytes (got \(count))" }
+    }
+
     public init(path: String, rootKey: SecretBytes) throws {
+        // swift-crypto would take 16 or 24 bytes as AES-128/192: a store SPIKE cannot open.
+        guard rootKey.count == 32 else { throw KeyLengthError(count: rootKey.count) }
         try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         db = try SQLiteConnection(path: path, mode: .readWriteCreate)
         key = rootKey.withUnsafeBytes { SymmetricKey(data: $0) }

@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -45,10 +46,12 @@ public final class MTLSClient: Sendable {
     private let policy: PeerPolicy
     public let maximumResponseBytes: Int
 
-    public init(group: EventLoopGroup, source: any X509Source, serverPolicy: PeerPolicy, maximumResponseBytes: Int = 4096) {
+    /// `now` is the wall clock of the own-SVID expiry check.
+    public init(group: EventLoopGroup, source: any X509Source, serverPolicy: PeerPolicy, maximumResponseBytes: Int = 4096,
+                now: @escaping @Sendable () -> Date = Date.init) {
         self.group = group
         self.source = source
-        self.contexts = TLSContextCache(source: source, side: .client)
+        self.contexts = TLSContextCache(source: source, side: .client, now: now)
         self.policy = serverPolicy
         self.maximumResponseBytes = maximumResponseBytes
     }
@@ -168,35 +171,36 @@ struct RequestBytes: @unchecked Sendable {
 
 /// The connected channel, closed when the caller is done (or at once, if the
 /// caller finished before the connection completed).
-final class ChannelBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var channel: Channel?
-    private var closed = false
+final class ChannelBox: Sendable {
+    private struct State: Sendable {
+        var channel: Channel?
+        var closed = false
+    }
+    private let state = NIOLockedValueBox(State())
 
     func set(_ channel: Channel) {
-        let closeNow = lock.withLock { () -> Bool in
-            if closed { return true }
-            self.channel = channel
+        let closeNow = state.withLockedValue { s -> Bool in
+            if s.closed { return true }
+            s.channel = channel
             return false
         }
         if closeNow { channel.close(promise: nil) }
     }
 
     func close() {
-        let channel = lock.withLock { () -> Channel? in
-            closed = true
-            return self.channel
+        let channel = state.withLockedValue { s -> Channel? in
+            s.closed = true
+            return s.channel
         }
         channel?.close(promise: nil)
     }
 }
 
-final class RefusalBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: String?
+final class RefusalBox: Sendable {
+    private let value = NIOLockedValueBox<String?>(nil)
     var reason: String? {
-        get { lock.lock(); defer { lock.unlock() }; return value }
-        set { lock.lock(); if value == nil { value = newValue }; lock.unlock() }
+        get { value.withLockedValue { $0 } }
+        set { value.withLockedValue { if $0 == nil { $0 = newValue } } }
     }
 }
 
@@ -219,7 +223,7 @@ final class ResponseCollector: ChannelInboundHandler {
 
     func channelActive(context: ChannelHandlerContext) {
         var buffer = context.channel.allocator.buffer(capacity: request.body.count)
-        request.body.withUnsafeBytes { buffer.writeBytes($0) }
+        _ = request.body.withUnsafeBytes { buffer.writeBytes($0) }
         context.write(wrapOutboundOut(.head(request.head)), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)

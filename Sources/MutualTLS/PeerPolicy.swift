@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOSSL
 import SpiffeIdentity
@@ -25,13 +26,12 @@ public struct PeerPolicy: Sendable {
 
 /// The verified identity of a connection's peer, filled in by the TLS
 /// verification callback before any application data flows.
-public final class PeerIdentityBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: SpiffeID?
+public final class PeerIdentityBox: Sendable {
+    private let value = NIOLockedValueBox<SpiffeID?>(nil)
     public init() {}
     public var id: SpiffeID? {
-        get { lock.lock(); defer { lock.unlock() }; return value }
-        set { lock.lock(); value = newValue; lock.unlock() }
+        get { value.withLockedValue { $0 } }
+        set { value.withLockedValue { $0 = newValue } }
     }
 }
 
@@ -74,43 +74,45 @@ enum PeerVerification {
 
 /// NIOSSL contexts built from an X509Source, rebuilt only when the source's
 /// generation changes (so rotated SVIDs reach new connections at once).
-final class TLSContextCache: @unchecked Sendable {
+final class TLSContextCache: Sendable {
     enum Side { case server, client }
-    private let lock = NSLock()
-    private var cached: (generation: UInt64, context: NIOSSLContext)?
+    private let cached = NIOLockedValueBox<(generation: UInt64, context: NIOSSLContext)?>(nil)
     private let side: Side
     let source: any X509Source
+    /// The wall clock the expiry check reads (tests move it instead of waiting).
+    let now: @Sendable () -> Date
 
-    init(source: any X509Source, side: Side) {
+    init(source: any X509Source, side: Side, now: @escaping @Sendable () -> Date = Date.init) {
         self.source = source
         self.side = side
+        self.now = now
     }
 
     func context() throws -> NIOSSLContext {
         let snapshot = source.current
         // A source keeps its last good SVID while it cannot get a new one, but never past its expiry.
-        guard !snapshot.leafRulesChecked || snapshot.notAfter > Date() else { throw SVIDExpired(id: snapshot.id, notAfter: snapshot.notAfter) }
-        lock.lock()
-        defer { lock.unlock() }
-        if let cached, cached.generation == snapshot.generation { return cached.context }
-        let chain = try snapshot.chainDER.map { NIOSSLCertificateSource.certificate(try NIOSSLCertificate(bytes: $0, format: .der)) }
-        let key = try snapshot.privateKeyPEM.withUnsafeBytes { try NIOSSLPrivateKey(bytes: Array($0), format: .pem) }
-        var configuration: TLSConfiguration
-        switch side {
-        case .server:
-            configuration = .makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
-        case .client:
-            configuration = .makeClientConfiguration()
-            configuration.certificateChain = chain
-            configuration.privateKey = .privateKey(key)
+        guard !snapshot.leafRulesChecked || snapshot.notAfter > now() else { throw SVIDExpired(id: snapshot.id, notAfter: snapshot.notAfter) }
+        return try cached.withLockedValue { entry in
+            if let entry, entry.generation == snapshot.generation { return entry.context }
+            let chain = try snapshot.chainDER.map { NIOSSLCertificateSource.certificate(try NIOSSLCertificate(bytes: $0, format: .der)) }
+            let key = try snapshot.privateKeyPEM.withUnsafeBytes { try NIOSSLPrivateKey(bytes: Array($0), format: .pem) }
+            var configuration: TLSConfiguration
+            switch side {
+            case .server:
+                configuration = .makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+            case .client:
+                configuration = .makeClientConfiguration()
+                configuration.certificateChain = chain
+                configuration.privateKey = .privateKey(key)
+            }
+            configuration.minimumTLSVersion = .tlsv12
+            // Require a peer certificate; the custom callback does all verification (no hostname check).
+            configuration.certificateVerification = .noHostnameVerification
+            configuration.applicationProtocols = ["http/1.1"]
+            let context = try NIOSSLContext(configuration: configuration)
+            entry = (snapshot.generation, context)
+            return context
         }
-        configuration.minimumTLSVersion = .tlsv12
-        // Require a peer certificate; the custom callback does all verification (no hostname check).
-        configuration.certificateVerification = .noHostnameVerification
-        configuration.applicationProtocols = ["http/1.1"]
-        let context = try NIOSSLContext(configuration: configuration)
-        cached = (snapshot.generation, context)
-        return context
     }
 }
 

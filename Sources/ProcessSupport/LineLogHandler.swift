@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 
 /// A swift-log handler for the long-running commands: one line per event,
 /// `2026-11-29T10:45:31.123Z info spike-keeper: message`, written to stderr
@@ -31,16 +32,19 @@ public struct LineLogHandler: LogHandler {
 }
 
 /// The buffered stderr writer behind LineLogHandler.
+/// `@unchecked`: `timer` (a `DispatchSourceTimer` existential) is not Sendable; it is only touched in `init`.
 final class LogSink: @unchecked Sendable {
     static let shared = LogSink()
-    private let lock = NSLock()
-    private var buffer: [UInt8] = []
-    private var cachedSecond = -1
-    private var cachedPrefix = ""
+    private struct State {
+        var buffer: [UInt8] = []
+        var cachedSecond = -1
+        var cachedPrefix = ""
+    }
+    private let state = NIOLockedValueBox(State())
     private let timer: DispatchSourceTimer
 
     private init() {
-        buffer.reserveCapacity(1 << 16)
+        state.withLockedValue { $0.buffer.reserveCapacity(1 << 16) }
         timer = DispatchSource.makeTimerSource(queue: .global())
         timer.schedule(deadline: .now() + .milliseconds(50), repeating: .milliseconds(50))
         timer.setEventHandler { LogSink.shared.flush() }
@@ -53,31 +57,31 @@ final class LogSink: @unchecked Sendable {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         let millis = Int(now.tv_nsec) / 1_000_000
-        return lock.withLock {
-            if Int(now.tv_sec) != cachedSecond {
+        return state.withLockedValue { s in
+            if Int(now.tv_sec) != s.cachedSecond {
                 var t = now.tv_sec
                 var parts = tm()
                 gmtime_r(&t, &parts)
-                cachedPrefix = String(format: "%04d-%02d-%02dT%02d:%02d:%02d", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday,
-                                      parts.tm_hour, parts.tm_min, parts.tm_sec)
-                cachedSecond = Int(now.tv_sec)
+                s.cachedPrefix = String(format: "%04d-%02d-%02dT%02d:%02d:%02d", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday,
+                                        parts.tm_hour, parts.tm_min, parts.tm_sec)
+                s.cachedSecond = Int(now.tv_sec)
             }
-            return cachedPrefix + String(format: ".%03dZ", millis)
+            return s.cachedPrefix + String(format: ".%03dZ", millis)
         }
     }
 
     func append(_ line: String, urgent: Bool) {
-        let full = lock.withLock {
-            buffer += Array(line.utf8)
-            return buffer.count >= 32 * 1024
+        let full = state.withLockedValue { s in
+            s.buffer += Array(line.utf8)
+            return s.buffer.count >= 32 * 1024
         }
         if full || urgent { flush() }
     }
 
     func flush() {
-        let pending: [UInt8] = lock.withLock {
-            defer { buffer.removeAll(keepingCapacity: true) }
-            return buffer
+        let pending: [UInt8] = state.withLockedValue { s in
+            defer { s.buffer.removeAll(keepingCapacity: true) }
+            return s.buffer
         }
         guard !pending.isEmpty else { return }
         pending.withUnsafeBytes { raw in

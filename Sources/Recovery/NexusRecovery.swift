@@ -2,6 +2,7 @@ import BackingStore
 import CoreMetrics
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import SecretJSON
 import SecureMemory
 import Shamir
@@ -127,9 +128,9 @@ public final class NexusRecovery: @unchecked Sendable {
     private var iterator: AsyncStream<Input>.Iterator
 
     // Published to other tasks (routes, metrics) under `lock`.
-    private let lock = NSLock()
-    private var closedReply: RestoreReply?
-    private var operationalFlag = false
+    /// `closed`: the final restore answer once the run has ended (inputs are
+    /// posted under this lock, so none arrives after `close` drained the inbox).
+    private let published = NIOLockedValueBox<(closed: RestoreReply?, operational: Bool)>((nil, false))
 
     // Owned by the run task.
     var machine = RecoveryMachine()
@@ -180,14 +181,14 @@ public final class NexusRecovery: @unchecked Sendable {
     // MARK: the outside
 
     /// Step 12 has been reached (routes other than restore serve only then).
-    public var isOperational: Bool { lock.withLock { operationalFlag } }
+    public var isOperational: Bool { published.withLockedValue { $0.operational } }
 
     /// One operator shard (the restore route). The machine takes ownership of
     /// `shard` and answers once the shard has been processed.
     public func submitRestore(id: Int, shard: SecretBytes) async -> RestoreReply {
         await withCheckedContinuation { (reply: CheckedContinuation<RestoreReply, Never>) in
-            let closed: RestoreReply? = lock.withLock {
-                if let closedReply { return closedReply }
+            let closed: RestoreReply? = published.withLockedValue { state in
+                if let closedReply = state.closed { return closedReply }
                 post.yield(.restore(id: id, shard: shard, reply: reply))
                 return nil
             }
@@ -208,8 +209,8 @@ public final class NexusRecovery: @unchecked Sendable {
     /// no further transition, every buffer wiped, nothing written, the
     /// outcome `.stopped`. After step 12, or once the run ended, it does nothing.
     public func stop() {
-        lock.withLock {
-            if closedReply == nil { post.yield(.stop) }
+        published.withLockedValue { state in
+            if state.closed == nil { post.yield(.stop) }
         }
     }
 
@@ -824,7 +825,7 @@ public final class NexusRecovery: @unchecked Sendable {
         // 12.
         try RecoveryMachine.require(holder.isSet, "12", "A12.1", "the holder is empty")
         try RecoveryMachine.require(outstanding.isEmpty, "12", "A12.2", "a recovery request is outstanding")
-        lock.withLock { operationalFlag = true }
+        published.withLockedValue { $0.operational = true }
         try RecoveryMachine.require(isOperational, "12", "A12.3", "routes still see the state as not ready")
         try emit(.operational)
         return .done(outcome(.operational, state: state))
@@ -952,8 +953,8 @@ public final class NexusRecovery: @unchecked Sendable {
         for task in fetches.values { await task.value }
         fetches.removeAll()
         let final = finalReply(ending)
-        lock.withLock {
-            closedReply = final
+        published.withLockedValue { state in
+            state.closed = final
             post.finish()
         }
         func settle(_ input: Input) {

@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import SecretJSON
 
 /// One recorded transition: step id, event, time since start, and public
@@ -21,9 +22,8 @@ public struct TraceEntry: Sendable, Equatable {
 
 /// Collects the trace of a run and, with `--trace FILE`, appends each entry
 /// to the file as one JSON line as it happens.
-public final class TraceRecorder: @unchecked Sendable {
-    private let lock = NSLock()
-    private var entries: [TraceEntry] = []
+public final class TraceRecorder: Sendable {
+    private let entries = NIOLockedValueBox<[TraceEntry]>([])
     private let handle: FileHandle?
     private let start = ContinuousClock.now
     private let observer: (@Sendable (TraceEntry) -> Void)?
@@ -59,17 +59,11 @@ public final class TraceRecorder: @unchecked Sendable {
 
     @discardableResult
     private func append(_ entry: TraceEntry) -> TraceEntry {
-        lock.lock()
-        entries.append(entry)
-        lock.unlock()
+        entries.withLockedValue { $0.append(entry) }
         handle?.write(Data((entry.jsonLine + "\n").utf8))
         observer?(entry)
         return entry
     }
 
-    public var recorded: [TraceEntry] {
-        lock.lock()
-        defer { lock.unlock() }
-        return entries
-    }
+    public var recorded: [TraceEntry] { entries.withLockedValue { $0 } }
 }

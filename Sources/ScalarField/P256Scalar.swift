@@ -85,7 +85,7 @@ public struct P256Scalar: Sendable {
 
     /// Given t = (t0..t3, t4) < 2n, returns t mod n by one masked subtraction.
     @inlinable @inline(__always)
-    @usableFromInline static func reduceOnce(_ t0: UInt64, _ t1: UInt64, _ t2: UInt64, _ t3: UInt64, _ t4: UInt64) -> P256Scalar {
+    static func reduceOnce(_ t0: UInt64, _ t1: UInt64, _ t2: UInt64, _ t3: UInt64, _ t4: UInt64) -> P256Scalar {
         let (r0, b0) = subBorrow(t0, n.0, 0)
         let (r1, b1) = subBorrow(t1, n.1, b0)
         let (r2, b2) = subBorrow(t2, n.2, b1)
@@ -100,7 +100,7 @@ public struct P256Scalar: Sendable {
     /// Coarsely integrated operand scanning (CIOS) Montgomery multiplication,
     /// one outer round per limb of b; t stays below 2n between rounds.
     @inlinable @inline(__always)
-    @usableFromInline static func montgomeryProduct(_ a: P256Scalar, _ b: P256Scalar) -> P256Scalar {
+    static func montgomeryProduct(_ a: P256Scalar, _ b: P256Scalar) -> P256Scalar {
         var t0: UInt64 = 0, t1: UInt64 = 0, t2: UInt64 = 0, t3: UInt64 = 0, t4: UInt64 = 0
         @inline(__always)
         func round(_ bi: UInt64) {

@@ -39,7 +39,7 @@ public enum ShamirError: Error, Equatable, Sendable, CustomStringConvertible {
     /// Every failure class, in the order the spec lists them.
     public static let allFailureClasses: [String] = [
         "threshold-below-one", "shares-below-threshold", "too-many-shares", "root-key-wrong-length",
-        "root-key-zero", "root-key-not-canonical", "too-few-shards", "zero-share-id",
+        "root-key-not-canonical", "root-key-zero", "too-few-shards", "zero-share-id",
         "duplicate-share-id", "shard-value-wrong-length", "shard-value-not-canonical",
         "shard-value-zero", "self-check-failed",
     ]

@@ -9,6 +9,31 @@ public enum DERCertificates {
     /// Most certificates in one chain or bundle.
     public static let maximumCount = 256
 
+    /// One certificate's DER encoding.
+    public static func serialize(_ certificate: Certificate) throws -> [UInt8] {
+        var serializer = DER.Serializer()
+        try serializer.serialize(certificate)
+        return serializer.serializedBytes
+    }
+
+    /// A Workload API bundle map (`bundles`, `federated_bundles`): keys are
+    /// trust domains' SPIFFE IDs (`spiffe://domain`), values concatenated DER
+    /// certificates. Returns certificates by trust domain name; `field` names
+    /// the map in errors; a key naming `skipping` is left out (a federated
+    /// bundle never overrides the workload's own domain).
+    public static func bundleMap(_ map: [String: [UInt8]], field: String, skipping: String? = nil) throws(X509SourceError) -> [String: [Certificate]] {
+        var out: [String: [Certificate]] = [:]
+        for (domainID, der) in map.sorted(by: { $0.key < $1.key }) {
+            let what = "\(field)[\(domainID)]"
+            guard let domain = try? SpiffeID(parsing: domainID), domain.path.isEmpty else {
+                throw .invalid(file: what, reason: "the key is not a trust domain's SPIFFE ID (spiffe://domain)")
+            }
+            if domain.trustDomain == skipping { continue }
+            out[domain.trustDomain] = try parse(der, what: what)
+        }
+        return out
+    }
+
     /// Splits `bytes` into certificates. Every byte must belong to a
     /// well-formed DER SEQUENCE that parses as an X.509 certificate.
     /// `what` names the field in errors ("x509_svid", "bundle").

@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import ServiceLifecycle
 import SecureMemory
 import SwiftASN1
@@ -49,11 +50,7 @@ public struct X509Snapshot: Sendable {
         }
         self.chain = chain
         do {
-            chainDER = try chain.map { cert in
-                var serializer = DER.Serializer()
-                try serializer.serialize(cert)
-                return serializer.serializedBytes
-            }
+            chainDER = try chain.map(DERCertificates.serialize)
             var pem = Array(try privateKey.serializeAsPEM().pemString.utf8)
             privateKeyPEM = SecretBytes(consuming: &pem)
         } catch {
@@ -158,7 +155,7 @@ public enum PEMFiles {
 /// reports why through `onReject`.
 ///
 /// As a `Service`: polls the files every `watchInterval` until graceful shutdown.
-public final class FileX509Source: X509Source, Service, @unchecked Sendable {
+public final class FileX509Source: X509Source, Service, Sendable {
     public static let certVariable = "SPIKE_SVID_CERT_FILE"
     public static let keyVariable = "SPIKE_SVID_KEY_FILE"
     public static let bundleVariable = "SPIKE_SVID_BUNDLE_FILE"
@@ -168,9 +165,12 @@ public final class FileX509Source: X509Source, Service, @unchecked Sendable {
     public let bundleFile: String
     /// Trust domains a bundle CA without a SPIFFE URI SAN serves.
     public let trustDomains: [String]
-    private let lock = NSLock()
-    private var snapshot: X509Snapshot
-    private var fingerprint: [FileStamp]
+    /// The current SVID, and the files' stamps at the last load attempt.
+    private struct Loaded: Sendable {
+        var snapshot: X509Snapshot
+        var fingerprint: [FileStamp]
+    }
+    private let loaded: NIOLockedValueBox<Loaded>
     public let watchInterval: Duration
     private let onReject: @Sendable (String) -> Void
     private let onChange: @Sendable (X509Snapshot) -> Void
@@ -187,8 +187,9 @@ public final class FileX509Source: X509Source, Service, @unchecked Sendable {
         self.trustDomains = trustDomains
         self.onReject = onReject
         self.onChange = onChange
-        fingerprint = [FileStamp(certFile), FileStamp(keyFile), FileStamp(bundleFile)]
-        snapshot = try Self.load(certFile: certFile, keyFile: keyFile, bundleFile: bundleFile, trustDomains: trustDomains, generation: 1)
+        let fingerprint = [FileStamp(certFile), FileStamp(keyFile), FileStamp(bundleFile)]
+        let snapshot = try Self.load(certFile: certFile, keyFile: keyFile, bundleFile: bundleFile, trustDomains: trustDomains, generation: 1)
+        loaded = NIOLockedValueBox(Loaded(snapshot: snapshot, fingerprint: fingerprint))
     }
 
     /// From the environment; nil when none of the three variables is set.
@@ -202,11 +203,7 @@ public final class FileX509Source: X509Source, Service, @unchecked Sendable {
         return try FileX509Source(certFile: values[0]!, keyFile: values[1]!, bundleFile: values[2]!, trustDomains: trustDomains, onReject: onReject)
     }
 
-    public var current: X509Snapshot {
-        lock.lock()
-        defer { lock.unlock() }
-        return snapshot
-    }
+    public var current: X509Snapshot { loaded.withLockedValue { $0.snapshot } }
 
     /// Polls the files every `watchInterval` and reloads on change, until
     /// graceful shutdown or cancellation.
@@ -224,25 +221,20 @@ public final class FileX509Source: X509Source, Service, @unchecked Sendable {
     @discardableResult
     public func reloadIfChanged() -> Bool {
         let stamps = [FileStamp(certFile), FileStamp(keyFile), FileStamp(bundleFile)]
-        lock.lock()
-        let unchanged = stamps == fingerprint
-        let generation = snapshot.generation
-        lock.unlock()
+        let (unchanged, generation) = loaded.withLockedValue { (stamps == $0.fingerprint, $0.snapshot.generation) }
         if unchanged { return false }
         do {
             let next = try Self.load(certFile: certFile, keyFile: keyFile, bundleFile: bundleFile, trustDomains: trustDomains,
                                      generation: generation + 1)
-            lock.lock()
-            snapshot = next
-            fingerprint = stamps
-            lock.unlock()
+            loaded.withLockedValue {
+                $0.snapshot = next
+                $0.fingerprint = stamps
+            }
             onChange(next)
             return true
         } catch {
             // Keep the previous SVID; retry when the files change again.
-            lock.lock()
-            fingerprint = stamps
-            lock.unlock()
+            loaded.withLockedValue { $0.fingerprint = stamps }
             onReject("SVID files changed but were not loaded, keeping the previous SVID: \(error)")
             return false
         }
@@ -279,18 +271,9 @@ struct FileStamp: Equatable {
 }
 
 /// A fixed snapshot (tests, the demo's in-process components).
-public final class StaticX509Source: X509Source, @unchecked Sendable {
-    private let lock = NSLock()
-    private var snapshot: X509Snapshot
-    public init(_ snapshot: X509Snapshot) { self.snapshot = snapshot }
-    public var current: X509Snapshot {
-        lock.lock()
-        defer { lock.unlock() }
-        return snapshot
-    }
-    public func replace(_ next: X509Snapshot) {
-        lock.lock()
-        snapshot = next
-        lock.unlock()
-    }
+public final class StaticX509Source: X509Source, Sendable {
+    private let snapshot: NIOLockedValueBox<X509Snapshot>
+    public init(_ snapshot: X509Snapshot) { self.snapshot = NIOLockedValueBox(snapshot) }
+    public var current: X509Snapshot { snapshot.withLockedValue { $0 } }
+    public func replace(_ next: X509Snapshot) { snapshot.withLockedValue { $0 = next } }
 }

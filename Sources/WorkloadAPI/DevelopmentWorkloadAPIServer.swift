@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
+import NIOConcurrencyHelpers
 import SpiffeIdentity
 import SwiftASN1
 import SwiftProtobuf
@@ -13,12 +14,14 @@ import X509
 /// whatever is published to every open stream, and, as the SPIFFE spec
 /// requires, refuses calls without the `workload.spiffe.io: true` header.
 /// Every caller gets the same identity; one socket per workload.
-public final class DevelopmentWorkloadAPIServer: @unchecked Sendable {
+public final class DevelopmentWorkloadAPIServer: Sendable {
     public let socketPath: String
     private let hub = Hub()
-    private let lock = NSLock()
-    private var server: GRPCServer<HTTP2ServerTransport.Posix>?
-    private var serving: Task<Void, Never>?
+    private struct Running: Sendable {
+        var server: GRPCServer<HTTP2ServerTransport.Posix>?
+        var serving: Task<Void, Never>?
+    }
+    private let running = NIOLockedValueBox(Running())
 
     public init(socketPath: String) { self.socketPath = socketPath }
 
@@ -29,9 +32,9 @@ public final class DevelopmentWorkloadAPIServer: @unchecked Sendable {
             transport: .http2NIOPosix(address: .unixDomainSocket(path: socketPath), transportSecurity: .plaintext),
             services: [Service(hub: hub)])
         let task = Task { _ = try? await server.serve() }
-        lock.withLock {
-            self.server = server
-            serving = task
+        running.withLockedValue {
+            $0.server = server
+            $0.serving = task
         }
         guard (try? await server.listeningAddress) != nil else {
             await stop()
@@ -41,14 +44,14 @@ public final class DevelopmentWorkloadAPIServer: @unchecked Sendable {
 
     /// Ends every stream and closes the socket (clients see the stream drop).
     public func stop() async {
-        let (server, task) = lock.withLock { (self.server, serving) }
+        let (server, task) = running.withLockedValue { ($0.server, $0.serving) }
         hub.endStreams()
         server?.beginGracefulShutdown()
         await task?.value
         _ = unlink(socketPath)
-        lock.withLock {
-            self.server = nil
-            serving = nil
+        running.withLockedValue {
+            $0.server = nil
+            $0.serving = nil
         }
     }
 
@@ -80,57 +83,54 @@ public final class DevelopmentWorkloadAPIServer: @unchecked Sendable {
     /// Streams open now.
     public var openStreams: Int { hub.openStreams }
 
-    static func der(_ certificate: Certificate) throws -> [UInt8] {
-        var serializer = DER.Serializer()
-        try serializer.serialize(certificate)
-        return serializer.serializedBytes
-    }
+    static func der(_ certificate: Certificate) throws -> [UInt8] { try DERCertificates.serialize(certificate) }
 
     /// One stream kind: its newest message and the open streams waiting for the next.
-    final class Topic<Message: Sendable>: @unchecked Sendable {
-        private let lock = NSLock()
-        private var latest: Message?
-        private var streams: [Int: AsyncStream<Message>.Continuation] = [:]
-        private var nextID = 0
+    final class Topic<Message: Sendable>: Sendable {
+        private struct State: Sendable {
+            var latest: Message?
+            var streams: [Int: AsyncStream<Message>.Continuation] = [:]
+            var nextID = 0
+        }
+        private let state = NIOLockedValueBox(State())
 
-        var openStreams: Int { lock.withLock { streams.count } }
+        var openStreams: Int { state.withLockedValue { $0.streams.count } }
 
         func publish(_ message: Message) {
-            let open = lock.withLock { latest = message; return Array(streams.values) }
+            let open = state.withLockedValue { $0.latest = message; return Array($0.streams.values) }
             open.forEach { $0.yield(message) }
         }
 
         func endStreams() {
-            lock.withLock { Array(streams.values) }.forEach { $0.finish() }
+            state.withLockedValue { Array($0.streams.values) }.forEach { $0.finish() }
         }
 
         /// A new stream that starts with the newest message, if any.
         func subscribe() -> AsyncStream<Message> {
             let (stream, continuation) = AsyncStream<Message>.makeStream()
-            let id = lock.withLock {
-                nextID += 1
-                return nextID
+            let id = state.withLockedValue { s in
+                s.nextID += 1
+                return s.nextID
             }
             // Before registering, so a stream ended at once is still removed.
-            continuation.onTermination = { [weak self] _ in self?.lock.withLock { _ = self?.streams.removeValue(forKey: id) } }
-            lock.withLock {
-                streams[id] = continuation
-                if let latest { continuation.yield(latest) }
+            continuation.onTermination = { [weak self] _ in self?.state.withLockedValue { _ = $0.streams.removeValue(forKey: id) } }
+            state.withLockedValue { s in
+                s.streams[id] = continuation
+                if let latest = s.latest { continuation.yield(latest) }
             }
             return stream
         }
     }
 
     /// Both X.509 streams and the count of refused calls.
-    final class Hub: @unchecked Sendable {
+    final class Hub: Sendable {
         let svids = Topic<X509SVIDResponse>()
         let bundles = Topic<X509BundlesResponse>()
-        private let lock = NSLock()
-        private var refused = 0
+        private let refused = NIOLockedValueBox(0)
 
-        var refusedCalls: Int { lock.withLock { refused } }
+        var refusedCalls: Int { refused.withLockedValue { $0 } }
         var openStreams: Int { svids.openStreams + bundles.openStreams }
-        func refuse() { lock.withLock { refused += 1 } }
+        func refuse() { refused.withLockedValue { $0 += 1 } }
         func publish(_ response: X509SVIDResponse) { svids.publish(response) }
         func publish(_ response: X509BundlesResponse) { bundles.publish(response) }
 

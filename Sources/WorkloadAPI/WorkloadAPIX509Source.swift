@@ -1,5 +1,6 @@
 import Foundation
 import GRPCCore
+import NIOConcurrencyHelpers
 import ServiceLifecycle
 import SpiffeIdentity
 import WorkloadAPIProto
@@ -16,7 +17,7 @@ import WorkloadAPIProto
 /// The stream is followed from `start` on, since the first SVID gates
 /// start-up; as a `Service` the source owns that follower's lifetime and
 /// closes it at graceful shutdown.
-public final class WorkloadAPIX509Source: X509Source, Service, @unchecked Sendable {
+public final class WorkloadAPIX509Source: X509Source, Service, Sendable {
     public struct Options: Sendable {
         public var selector: SVIDSelector = .first
         /// How long `start` waits for the first usable SVID.
@@ -40,13 +41,15 @@ public final class WorkloadAPIX509Source: X509Source, Service, @unchecked Sendab
     private let options: Options
     private let onEvent: @Sendable (Event) -> Void
     private let connection: WorkloadAPIConnection
-    private let lock = NSLock()
-    private var snapshot: X509Snapshot?
-    private var accepted: UInt64 = 0
-    private var lastProblem = "no response yet"
-    private var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
-    private var nextWaiter = 0
-    private var follower: Task<Void, Never>?
+    private struct State: Sendable {
+        var snapshot: X509Snapshot?
+        var accepted: UInt64 = 0
+        var lastProblem = "no response yet"
+        var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
+        var nextWaiter = 0
+        var follower: Task<Void, Never>?
+    }
+    private let state = NIOLockedValueBox(State())
 
     /// Connects and waits (up to `options.startupWait`) for the first usable SVID.
     public static func start(endpoint: WorkloadEndpoint, options: Options = Options(),
@@ -54,7 +57,7 @@ public final class WorkloadAPIX509Source: X509Source, Service, @unchecked Sendab
         let source = try WorkloadAPIX509Source(endpoint: endpoint, options: options, onEvent: onEvent)
         source.follow()
         if await source.firstSVID(within: options.startupWait) { return source }
-        let problem = source.locked { $0.lastProblem }
+        let problem = source.state.withLockedValue { $0.lastProblem }
         await source.close()
         throw .noSVID(endpoint: endpoint.address, waited: options.startupWait, lastProblem: problem)
     }
@@ -67,7 +70,7 @@ public final class WorkloadAPIX509Source: X509Source, Service, @unchecked Sendab
     }
 
     public var current: X509Snapshot {
-        locked { $0.snapshot! }  // set before `start` returns, never cleared
+        state.withLockedValue { $0.snapshot! }  // set before `start` returns, never cleared
     }
 
     /// Follows the stream until graceful shutdown or cancellation, then closes.
@@ -78,7 +81,7 @@ public final class WorkloadAPIX509Source: X509Source, Service, @unchecked Sendab
 
     /// Stops following the stream and closes the connection; `current` stays readable.
     public func close() async {
-        let task = locked { $0.follower }
+        let task = state.withLockedValue { $0.follower }
         task?.cancel()
         await task?.value
         await connection.close()
@@ -89,7 +92,7 @@ public final class WorkloadAPIX509Source: X509Source, Service, @unchecked Sendab
         let task = Task { [connection, options] in
             await WorkloadAPIConnection.follow(
                 backoff: options.backoff,
-                delivered: { self.locked { $0.accepted } },
+                delivered: { self.state.withLockedValue { $0.accepted } },
                 call: {
                     let request = ClientRequest(message: X509SVIDRequest(), metadata: WorkloadAPIConnection.securityHeader)
                     try await connection.api.fetchX509SVID(request: request, options: WorkloadAPIConnection.streamOptions) { response in
@@ -98,30 +101,30 @@ public final class WorkloadAPIX509Source: X509Source, Service, @unchecked Sendab
                 },
                 lost: { why, retryIn in self.streamLost(why, retryIn: retryIn) })
         }
-        locked { $0.follower = task }
+        state.withLockedValue { $0.follower = task }
     }
 
     private func accept(_ message: X509SVIDResponse) {
         defer { X509Response.wipeKeys(message) }
-        let generation = locked { ($0.snapshot?.generation ?? 0) + 1 }
+        let generation = state.withLockedValue { ($0.snapshot?.generation ?? 0) + 1 }
         do {
             let next = try X509Response.snapshot(message, selecting: options.selector, generation: generation)
-            let woken: [CheckedContinuation<Void, Never>] = locked { state in
-                state.snapshot = next
-                state.accepted += 1
-                defer { state.waiters = [:] }
-                return Array(state.waiters.values)
+            let woken: [CheckedContinuation<Void, Never>] = state.withLockedValue { s in
+                s.snapshot = next
+                s.accepted += 1
+                defer { s.waiters = [:] }
+                return Array(s.waiters.values)
             }
             woken.forEach { $0.resume() }
             onEvent(.updated(next))
         } catch {
-            locked { $0.lastProblem = error.description }
+            state.withLockedValue { $0.lastProblem = error.description }
             onEvent(.refused(error.description))
         }
     }
 
     private func streamLost(_ why: String, retryIn: Duration) {
-        let expired: X509Snapshot? = locked {
+        let expired: X509Snapshot? = state.withLockedValue {
             $0.lastProblem = why
             guard let s = $0.snapshot, s.notAfter <= Date() else { return nil }
             return s
@@ -137,33 +140,27 @@ public final class WorkloadAPIX509Source: X509Source, Service, @unchecked Sendab
             group.addTask { try? await Task.sleep(for: wait); return false }
             let result = await group.next() ?? false
             group.cancelAll()
-            return result || locked { $0.snapshot != nil }
+            return result || state.withLockedValue { $0.snapshot != nil }
         }
     }
 
     private func firstSVIDArrived() async {
-        let id = locked { state -> Int in
-            state.nextWaiter += 1
-            return state.nextWaiter
+        let id = state.withLockedValue { s -> Int in
+            s.nextWaiter += 1
+            return s.nextWaiter
         }
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let resumeNow = locked { state -> Bool in
-                    if state.snapshot != nil || Task.isCancelled { return true }
-                    state.waiters[id] = continuation
+                let resumeNow = state.withLockedValue { s -> Bool in
+                    if s.snapshot != nil || Task.isCancelled { return true }
+                    s.waiters[id] = continuation
                     return false
                 }
                 if resumeNow { continuation.resume() }
             }
         } onCancel: {
-            let waiter = locked { $0.waiters.removeValue(forKey: id) }
+            let waiter = state.withLockedValue { $0.waiters.removeValue(forKey: id) }
             waiter?.resume()
         }
-    }
-
-    private func locked<T>(_ body: (WorkloadAPIX509Source) throws -> T) rethrows -> T {
-        lock.lock()
-        defer { lock.unlock() }
-        return try body(self)
     }
 }

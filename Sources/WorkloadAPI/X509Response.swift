@@ -37,16 +37,10 @@ enum X509Response {
             var keyDER = Array(chosen.x509SvidKey)
             defer { SecureMemory.wipe(&keyDER) }
             let key = try DERCertificates.pkcs8PrivateKey(keyDER, what: "x509_svid_key")
-            var bundles: [String: [Certificate]] = [:]
-            bundles[declared.trustDomain] = try DERCertificates.parse(Array(chosen.bundle), what: "bundle")
-            for (domainID, der) in message.federatedBundles.sorted(by: { $0.key < $1.key }) {
-                let what = "federated_bundles[\(domainID)]"
-                guard let domain = try? SpiffeID(parsing: domainID), domain.path.isEmpty else {
-                    throw .invalid(file: what, reason: "the key is not a trust domain's SPIFFE ID (spiffe://domain)")
-                }
-                guard domain.trustDomain != declared.trustDomain else { continue }  // never override our own domain's bundle
-                bundles[domain.trustDomain] = try DERCertificates.parse(Array(der), what: what)
-            }
+            let own = try DERCertificates.parse(Array(chosen.bundle), what: "bundle")
+            var bundles = try DERCertificates.bundleMap(message.federatedBundles.mapValues(Array.init), field: "federated_bundles",
+                                                        skipping: declared.trustDomain)
+            bundles[declared.trustDomain] = own
             guard chain[0].notValidAfter > now else {
                 throw .invalid(file: "x509_svid", reason: "the leaf expired at \(chain[0].notValidAfter)")
             }

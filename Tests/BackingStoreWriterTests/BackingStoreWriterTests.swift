@@ -357,19 +357,15 @@ func writeSample(_ path: String) throws {
         }
     }
 
-    /// A key AES cannot use fails the write; nothing is written, earlier rows stay.
+    /// A key AES cannot use is refused when the writer is made; earlier rows stay.
     @Test func unusableKeyWritesNothing() throws {
         try withDatabasePath { path in
             try writeSample(path)
-            do {
-                let w = try SpikeDatabaseWriter(path: path, rootKey: SecretBytes(copying: [1, 2, 3, 4, 5]))
-                #expect(throws: CryptoKitError.incorrectKeySize) {
-                    try w.putSecret(path: "zeta", versions: [.init(version: 1, data: ["k": "v"], created: created)], created: created, updated: created)
-                }
-                #expect(throws: CryptoKitError.incorrectKeySize) {
-                    try w.putPolicy(name: "zeta", spiffeIDPattern: "a", pathPattern: "b", permissions: [], created: 1, updated: 1)
-                }
+            let before = try Data(contentsOf: URL(fileURLWithPath: path))
+            #expect(throws: SpikeDatabaseWriter.KeyLengthError(count: 5)) {
+                _ = try SpikeDatabaseWriter(path: path, rootKey: SecretBytes(copying: [1, 2, 3, 4, 5]))
             }
+            #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == before)
             let state = try SpikeDatabase.load(path: path, rootKey: testKey())
             #expect(state.secrets.keys.sorted() == ["alpha"])
             #expect(state.policies.keys.sorted() == ["readers"])
@@ -413,12 +409,12 @@ func writeSample(_ path: String) throws {
     /// length; then this fails and the wrapper should go.
     @Test func keysOtherThan32BytesAreRefused() throws {
         try withDatabasePath { path in
-            let short = SecretBytes(copying: Array(keyBytes.prefix(16)))
-            withKnownIssue("SpikeDatabaseWriter accepts 16/24-byte root keys") {
-                #expect(throws: (any Error).self) {
-                    let w = try SpikeDatabaseWriter(path: path, rootKey: short)
-                    try w.putPolicy(name: "p", spiffeIDPattern: "a", pathPattern: "b", permissions: ["read"], created: 1, updated: 1)
+            for count in [16, 24, 31, 33] {
+                let key = SecretBytes(copying: Array((keyBytes + keyBytes).prefix(count)))
+                #expect(throws: SpikeDatabaseWriter.KeyLengthError(count: count)) {
+                    _ = try SpikeDatabaseWriter(path: path, rootKey: key)
                 }
+                #expect(!FileManager.default.fileExists(atPath: path), "a refused key left a file")
             }
         }
     }

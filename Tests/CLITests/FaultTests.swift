@@ -5,32 +5,6 @@ import Shamir
 import Testing
 import TestSupport
 
-/// Secrets a run must never print: each in the forms a leak would take.
-struct SecretScan {
-    let forms: [String]
-
-    init(_ secrets: [SecretBytes]) {
-        var forms: [String] = []
-        for s in secrets {
-            let bytes = s.withUnsafeBytes { Array($0) }
-            let hex = bytes.map { String(format: "%02x", $0) }.joined()
-            forms += [hex, hex.uppercased(), bytes.map(String.init).joined(separator: ","),
-                      bytes.map(String.init).joined(separator: ", "), Data(bytes).base64EncodedString()]
-            // A leak of any 16-byte window is still a leak.
-            forms.append(String(hex.prefix(32)))
-            forms.append(String(hex.suffix(32)))
-        }
-        self.forms = forms
-    }
-
-    /// Records an issue naming the place (never the secret) for each leak.
-    func check(_ text: String, _ place: String) {
-        for (i, form) in forms.enumerated() where text.contains(form) {
-            Issue.record("secret \(i / 7) leaked into \(place) (form \(i % 7))")
-        }
-    }
-}
-
 /// Three keeper processes, each reached through a FaultProxy (or, with
 /// `namespaces`, living in its own network namespace), a SPIKE database
 /// under a fresh root key, and Nexus processes run against them.
@@ -98,7 +72,7 @@ final class FaultWorld: @unchecked Sendable {
         }
         p.environment = env
         let logURL = URL(fileURLWithPath: logPath("keeper-\(i + 1)"))
-        if !FileManager.default.fileExists(atPath: logURL.path) { FileManager.default.createFile(atPath: logURL.path, contents: nil) }
+        if !FileManager.default.fileExists(atPath: logURL.path) { _ = FileManager.default.createFile(atPath: logURL.path, contents: nil) }
         let handle = try FileHandle(forWritingTo: logURL)
         handle.seekToEndOfFile()
         p.standardError = handle
@@ -168,7 +142,7 @@ final class FaultWorld: @unchecked Sendable {
             env["SPIKE_NEXUS_RECOVERY_MAX_INTERVAL"] = "200ms"
             for (k, v) in extra { env[k] = v }
             process.environment = env
-            for file in ["\(name).out", name] { FileManager.default.createFile(atPath: world.logPath(file), contents: nil) }
+            for file in ["\(name).out", name] { _ = FileManager.default.createFile(atPath: world.logPath(file), contents: nil) }
             process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: world.logPath("\(name).out")))
             process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: world.logPath(name)))
             exitWatch = ExitWatch(process)

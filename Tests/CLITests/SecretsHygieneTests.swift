@@ -29,7 +29,7 @@ import TestSupport
             env["SPIKE_SVID_BUNDLE_FILE"] = dir.appendingPathComponent("bundle.pem").path
             env["SPIKE_KEEPER_TLS_PORT"] = "127.0.0.1:\(port)"
             process.environment = env
-            FileManager.default.createFile(atPath: dir.appendingPathComponent("keeper.log").path, contents: nil)
+            _ = FileManager.default.createFile(atPath: dir.appendingPathComponent("keeper.log").path, contents: nil)
             let handle = try FileHandle(forWritingTo: dir.appendingPathComponent("keeper.log"))
             process.standardError = handle
             process.standardOutput = handle

@@ -12,7 +12,7 @@ import TestSupport
         p.arguments = args
         p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
         let err = dir.appendingPathComponent("\(name).err")
-        FileManager.default.createFile(atPath: err.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
         p.standardOutput = FileHandle.nullDevice
         p.standardError = try FileHandle(forWritingTo: err)
         let watch = ExitWatch(p)
@@ -63,7 +63,7 @@ import TestSupport
         var clients: [(Process, ExitWatch, URL)] = []
         for i in 0..<3 {
             let out = dir.appendingPathComponent("client-\(i).out")
-            FileManager.default.createFile(atPath: out.path, contents: nil)
+            _ = FileManager.default.createFile(atPath: out.path, contents: nil)
             let c = Process()
             c.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
             c.arguments = [script.path, String(port), dir.appendingPathComponent("nexus.pem").path,

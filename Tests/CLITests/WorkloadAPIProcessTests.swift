@@ -42,7 +42,7 @@ import WorkloadAPI
             env["SPIKE_KEEPER_TLS_PORT"] = "127.0.0.1:\(port)"
             for v in ["SPIKE_SVID_CERT_FILE", "SPIKE_SVID_KEY_FILE", "SPIKE_SVID_BUNDLE_FILE"] { env[v] = nil }
             p.environment = env
-            FileManager.default.createFile(atPath: dir.appendingPathComponent("keeper-\(i).log").path, contents: nil)
+            _ = FileManager.default.createFile(atPath: dir.appendingPathComponent("keeper-\(i).log").path, contents: nil)
             p.standardError = try FileHandle(forWritingTo: dir.appendingPathComponent("keeper-\(i).log"))
             keeperExits.append(ExitWatch(p))
             try p.run()

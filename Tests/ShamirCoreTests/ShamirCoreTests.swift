@@ -132,15 +132,11 @@ private func value(_ byte: UInt8, count: Int = 32) -> SecretBytes {
         #expect(Set(table) == Set(ShamirError.allFailureClasses))
     }
 
-    /// `allFailureClasses` says it is "in the order the spec lists them", but
-    /// Spec/shamir.md lists root-key-not-canonical before root-key-zero (the
-    /// order the checks run). Recorded as a known issue until one side changes;
-    /// it then fails, so remove the wrapper.
+    /// `allFailureClasses` is in the order Spec/shamir.md lists the classes
+    /// (root-key-not-canonical before root-key-zero: the order the checks run).
     @Test func classesAreInTheSpecTableOrder() throws {
         let table = try Self.specTableClasses()
-        withKnownIssue("allFailureClasses swaps root-key-zero and root-key-not-canonical relative to Spec/shamir.md §5") {
-            #expect(ShamirError.allFailureClasses == table)
-        }
+        #expect(ShamirError.allFailureClasses == table)
     }
 
     @Test func descriptionsNameOnlyPublicNumbers() {

@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 internal import Subprocess
 
 /// What a finished child process left behind.
@@ -94,14 +95,16 @@ private func drain(_ stream: SubprocessOutputSequence) async throws -> [UInt8] {
 /// An earlier termination handler keeps running. The watch also checks
 /// `isRunning` every 100 ms, so an exit that happened before the handler was
 /// installed, or that raced with installing it, is seen too.
-public final class ExitWatch: @unchecked Sendable {
-    private let lock = NSLock()
-    private weak var process: Process?
-    private var ended = false
-    private var sleepers: [Wakeup] = []
+public final class ExitWatch: Sendable {
+    private struct State: Sendable {
+        weak var process: Process?
+        var ended = false
+        var sleepers: [Wakeup] = []
+    }
+    private let state: NIOLockedValueBox<State>
 
     public init(_ process: Process) {
-        self.process = process
+        state = NIOLockedValueBox(State(process: process))
         let earlier = process.terminationHandler
         process.terminationHandler = { [self] finished in
             earlier?(finished)
@@ -123,14 +126,14 @@ public final class ExitWatch: @unchecked Sendable {
     }
 
     private var hasExited: Bool {
-        lock.withLock { ended || !(process?.isRunning ?? false) }
+        state.withLockedValue { $0.ended || !($0.process?.isRunning ?? false) }
     }
 
     private func markEnded() {
-        let woken: [Wakeup] = lock.withLock {
-            ended = true
-            defer { sleepers = [] }
-            return sleepers
+        let woken: [Wakeup] = state.withLockedValue { s in
+            s.ended = true
+            defer { s.sleepers = [] }
+            return s.sleepers
         }
         for w in woken { w.open() }
     }
@@ -138,9 +141,9 @@ public final class ExitWatch: @unchecked Sendable {
     /// Sleeps for `length`, or until the termination handler runs.
     private func nap(_ length: Duration) async {
         let wakeup = Wakeup()
-        let alreadyEnded = lock.withLock { () -> Bool in
-            if ended { return true }
-            sleepers.append(wakeup)
+        let alreadyEnded = state.withLockedValue { s -> Bool in
+            if s.ended { return true }
+            s.sleepers.append(wakeup)
             return false
         }
         if alreadyEnded { return }
@@ -150,7 +153,7 @@ public final class ExitWatch: @unchecked Sendable {
         }
         await wakeup.wait()
         alarm.cancel()
-        lock.withLock { sleepers.removeAll { $0 === wakeup } }
+        state.withLockedValue { s in s.sleepers.removeAll { $0 === wakeup } }
     }
 }
 
@@ -162,25 +165,27 @@ public func exited(_ process: Process, within limit: Duration) async -> Bool {
 }
 
 /// A one-time wake-up: `wait` returns once `open` has been called (before or after).
-private final class Wakeup: @unchecked Sendable {
-    private let lock = NSLock()
-    private var isOpen = false
-    private var waiter: CheckedContinuation<Void, Never>?
+private final class Wakeup: Sendable {
+    private struct State: Sendable {
+        var isOpen = false
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+    private let state = NIOLockedValueBox(State())
 
     func open() {
-        let resumed: CheckedContinuation<Void, Never>? = lock.withLock {
-            isOpen = true
-            defer { waiter = nil }
-            return waiter
+        let resumed: CheckedContinuation<Void, Never>? = state.withLockedValue { s in
+            s.isOpen = true
+            defer { s.waiter = nil }
+            return s.waiter
         }
         resumed?.resume()
     }
 
     func wait() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let now = lock.withLock { () -> Bool in
-                if isOpen { return true }
-                waiter = continuation
+            let now = state.withLockedValue { s -> Bool in
+                if s.isOpen { return true }
+                s.waiter = continuation
                 return false
             }
             if now { continuation.resume() }

@@ -1,12 +1,11 @@
-import Foundation
+import NIOConcurrencyHelpers
 
 /// A count shared between a test and the callbacks it installs.
-public final class Counter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var n = 0
+public final class Counter: Sendable {
+    private let n = NIOLockedValueBox(0)
 
     public init() {}
 
-    public func bump() { lock.withLock { n += 1 } }
-    public var value: Int { lock.withLock { n } }
+    public func bump() { n.withLockedValue { $0 += 1 } }
+    public var value: Int { n.withLockedValue { $0 } }
 }

@@ -1,5 +1,5 @@
-import Foundation
 import MutualTLS
+import NIOConcurrencyHelpers
 
 /// A loopback port nobody listens on, below Linux's ephemeral range (32768+,
 /// where outgoing connections take theirs), never handed out twice in this
@@ -16,7 +16,6 @@ public func freePort() -> Int {
 public func portOpen(_ port: Int) -> Bool { Loopback.isListening(port: port) }
 
 private enum PortLedger {
-    nonisolated(unsafe) static var taken: Set<Int> = []
-    static let lock = NSLock()
-    static func claim(_ port: Int) -> Bool { lock.withLock { taken.insert(port).inserted } }
+    static let taken = NIOLockedValueBox<Set<Int>>([])
+    static func claim(_ port: Int) -> Bool { taken.withLockedValue { $0.insert(port).inserted } }
 }

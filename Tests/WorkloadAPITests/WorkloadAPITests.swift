@@ -329,10 +329,12 @@ func fastOptions(_ selector: SVIDSelector = .first, wait: Duration = .seconds(30
     }
 
     @Test func anExpiredSVIDIsNotPresented() async throws {
-        let api = try await server(response(try svidMessage(pki, path: "/spike/nexus", validFor: 6)))  // outlives a slow start
+        let api = try await server(response(try svidMessage(pki, path: "/spike/nexus", validFor: 600)))
         let nexus = try await WorkloadAPIX509Source.start(endpoint: try WorkloadEndpoint(parsing: "unix://\(api.socketPath)"), options: fastOptions())
-        let client = MTLSClient(group: MultiThreadedEventLoopGroup.singleton, source: nexus, serverPolicy: .roles([.keeper], trustRoots: TrustRoots()))
-        try await Task.sleep(until: .now + .seconds(Double(nexus.current.notAfter.timeIntervalSinceNow) + 0.1))
+        // A client whose clock reads just past the SVID's expiry: no real-time wait.
+        let expiry = nexus.current.notAfter
+        let client = MTLSClient(group: MultiThreadedEventLoopGroup.singleton, source: nexus, serverPolicy: .roles([.keeper], trustRoots: TrustRoots()),
+                                now: { expiry.addingTimeInterval(0.1) })
         do {
             _ = try await client.post("https://127.0.0.1:1/x", json: [], deadline: .seconds(2))
             Issue.record("an expired SVID was used")
