@@ -22,6 +22,18 @@ import TestSupport
 
     func text(_ url: URL) -> String { (try? String(contentsOf: url, encoding: .utf8)) ?? "" }
 
+    /// SIGTERM, then: exited within 3 s, status 0, and its last log line says `stopped`.
+    func expectGracefulExit(_ p: Process, _ exit: ExitWatch, log: URL, saying stopped: String,
+                            sourceLocation: SourceLocation = #_sourceLocation) async {
+        let clock = ContinuousClock()
+        let sent = clock.now
+        kill(p.processIdentifier, SIGTERM)
+        #expect(await exit.exited(within: .seconds(3)), "still running 3 s after SIGTERM: \(text(log))", sourceLocation: sourceLocation)
+        #expect(clock.now - sent < .seconds(3), sourceLocation: sourceLocation)
+        #expect(p.terminationReason == .exit && p.terminationStatus == 0, "\(text(log))", sourceLocation: sourceLocation)
+        #expect(text(log).contains(stopped), sourceLocation: sourceLocation)
+    }
+
     /// A mutual-TLS HTTP/1.1 client that reads one keep-alive answer, then sits
     /// idle and prints "closed" when the server ends the connection.
     static let idleClient = """
@@ -78,13 +90,7 @@ import TestSupport
         #expect(try await eventually(30) { clients.allSatisfy { text($0.2).contains("answered") } },
                 "clients: \(clients.map { text($0.2) })")
 
-        let clock = ContinuousClock()
-        let sent = clock.now
-        kill(keeper.processIdentifier, SIGTERM)
-        #expect(await exit.exited(within: .seconds(3)), "the keeper was still running 3 s after SIGTERM: \(text(err))")
-        #expect(clock.now - sent < .seconds(3))
-        #expect(keeper.terminationReason == .exit && keeper.terminationStatus == 0, "\(text(err))")
-        #expect(text(err).contains("stopped; shard wiped"))
+        await expectGracefulExit(keeper, exit, log: err, saying: "stopped; shard wiped")
         // Each idle connection was closed by the keeper, not left to die with the process.
         for (_, watch, out) in clients {
             #expect(await watch.exited(within: .seconds(10)))
@@ -107,13 +113,7 @@ import TestSupport
             await w.stop()
             return
         }
-        let clock = ContinuousClock()
-        let sent = clock.now
-        kill(nexus.processIdentifier, SIGTERM)
-        #expect(await exit.exited(within: .seconds(3)), "the nexus was still running 3 s after SIGTERM: \(text(err))")
-        #expect(clock.now - sent < .seconds(3))
-        #expect(nexus.terminationReason == .exit && nexus.terminationStatus == 0, "\(text(err))")
-        #expect(text(err).contains("stopped; root key wiped"))
+        await expectGracefulExit(nexus, exit, log: err, saying: "stopped; root key wiped")
         await w.stop()
     }
 }
