@@ -141,7 +141,17 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
         .target(name: "ShamirVectors", dependencies: ["ShamirCore", "SecureMemory", "ShamirReference"]),
-        // The embedded demo and the system benchmark: a whole deployment on loopback.
+        // `bench`: the field and Shamir against GMP, and the whole system (store, recoveries over loopback mTLS).
+        .target(
+            name: "Bench",
+            dependencies: [
+                "BackingStore", "BackingStoreWriter", "KeeperService", "MutualTLS", "Recovery", "SecureMemory", "Shamir",
+                "ShamirCore", "ShamirReference", "ScalarField", "SpiffeIdentity",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]),
+        // The embedded demo: a whole deployment on loopback.
         .target(
             name: "Demo",
             dependencies: [
@@ -173,7 +183,7 @@ let package = Package(
             dependencies: [
                 "Shamir", "ShamirReference", "ShamirVectors", "ShamirCore", "SecureMemory", "ScalarField",
                 "SpiffeIdentity", "MutualTLS", "KeeperService", "SpikeWire", "Recovery", "BackingStore",
-                "WorkloadAPI", "NexusService", "BreakGlass", "Demo", "ProcessSupport",
+                "WorkloadAPI", "NexusService", "BreakGlass", "Demo", "Bench", "ProcessSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -213,7 +223,10 @@ let package = Package(
 
         .testTarget(
             name: "SpiffeIdentityTests",
-            dependencies: ["SpiffeIdentity", .product(name: "X509", package: "swift-certificates")]),
+            dependencies: [
+                "SpiffeIdentity", .product(name: "X509", package: "swift-certificates"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]),
         .testTarget(
             name: "MutualTLSTests",
             dependencies: [
@@ -238,6 +251,7 @@ let package = Package(
                 "TestSupport", "Recovery", "KeeperService", "MutualTLS", "SpiffeIdentity", "SpikeWire", "SecureMemory", "Shamir", "ShamirCore",
                 "BackingStore", "BackingStoreWriter",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -249,6 +263,7 @@ let package = Package(
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
                 .product(name: "X509", package: "swift-certificates"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]),
@@ -257,6 +272,7 @@ let package = Package(
             dependencies: [
                 "TestSupport", "BackingStoreWriter", "KeeperService", "SecureMemory", "Shamir", "SpiffeIdentity", "WorkloadAPI",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]),
         .testTarget(name: "SecureMemoryTests", dependencies: ["SecureMemory"]),
@@ -279,6 +295,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
         .testTarget(name: "DemoTests", dependencies: ["Demo", "BackingStore", "SecureMemory", "Shamir", "TestSupport"]),
+        .testTarget(name: "BenchTests", dependencies: ["Bench"]),
         .testTarget(name: "FuzzCorpusTests", dependencies: ["FuzzTargets"]),
         .testTarget(name: "ShamirReferenceTests", dependencies: ["ShamirReference", "ShamirCore", "SecureMemory"]),
         .testTarget(name: "ScalarFieldTests", dependencies: ["ScalarField", "ShamirReference", "ShamirCore"]),

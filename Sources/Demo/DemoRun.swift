@@ -70,6 +70,7 @@ public final class DemoRun: @unchecked Sendable {
 
         // A SPIKE database under a fresh root key.
         let rootKey = NativeShamir.randomRootKey()
+        defer { rootKey.wipe() }
         let databasePath = dir.appendingPathComponent("nexus/data/spike.db").path
         let (secrets, versions, policies) = try DemoRun.writeSampleDatabase(path: databasePath, rootKey: rootKey)
         say("setup", "SPIKE database: \(secrets) secrets, \(versions) versions, \(policies) policies, AES-256-GCM under a fresh root key")
@@ -89,6 +90,7 @@ public final class DemoRun: @unchecked Sendable {
 
         // Bootstrap: split and seed, keeper i gets share i.
         let split = try NativeShamir().split(rootKey: rootKey, threshold: threshold, shares: keeperCount)
+        defer { for s in split.shards { s.value.wipe() } }
         for (i, shard) in split.shards.enumerated() {
             if case .failure(let e) = await bootstrap.contribute(url: urls[i] + "/v1/store/contribute", shard: shard.value, deadline: .seconds(15)) {
                 throw DemoError("demo: seeding keeper \(i + 1) failed: \(e)")
@@ -97,6 +99,7 @@ public final class DemoRun: @unchecked Sendable {
         }
         say("bootstrap", "split the root key \(threshold)-of-\(keeperCount) and sent share i to keeper i over mTLS")
         let minted = rootKey.copy()
+        defer { minted.wipe() }
         rootKey.wipe()
         if killOne {
             let first = children.withLockedValue { $0[0] }
@@ -112,6 +115,7 @@ public final class DemoRun: @unchecked Sendable {
                                            deadline: .seconds(30), updateInterval: .seconds(300))
         let client = MTLSKeeperClient(group: group, source: try source("nexus", roots: roots), trustRoots: roots)
         let holder = RootKeyHolder()
+        defer { holder.wipe() }
         let trace = try TraceRecorder(observer: { [self] entry in
             var text = entry.event.replacingOccurrences(of: "_", with: " ")
             if let keeper = entry.keeper { text += " — keeper \(keeper)" }
@@ -125,7 +129,9 @@ public final class DemoRun: @unchecked Sendable {
         if outcome.ending == .operational {
             let delivered = await distributor.distributeOnce()
             say("nexus", "first distribution round: keepers \(delivered) hold their shard")
-            let same = holder.copy()?.constantTimeEquals(minted) ?? false
+            let recovered = holder.copy()
+            defer { recovered?.wipe() }
+            let same = recovered?.constantTimeEquals(minted) ?? false
             say("check", same ? "the recovered root key is the one Bootstrap minted" : "THE RECOVERED KEY DIFFERS")
             let s = outcome.state
             output("demo ok: operational in \(Int(outcome.elapsedMilliseconds)) ms — \(s?.secretCount ?? 0) secrets, "
@@ -135,8 +141,6 @@ public final class DemoRun: @unchecked Sendable {
         } else {
             output("demo failed: \(outcome.summaryJSON)")
         }
-        minted.wipe()
-        holder.wipe()
         return outcome
     }
 

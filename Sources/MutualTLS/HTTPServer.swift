@@ -36,7 +36,7 @@ public struct HTTPResponseData: Sendable {
 /// An HTTP/1.1 server over mutual TLS on SwiftNIO. Peers are verified during
 /// the handshake (`PeerPolicy`); request bodies are bounded; each connection
 /// is closed after an idle period. The application answers through `respond`.
-public final class MTLSHTTPServer: @unchecked Sendable {
+public final class MTLSHTTPServer: Sendable {
     public struct Limits: Sendable {
         /// Bodies over this many bytes are answered with `tooLargeResponse` and the connection closed.
         public var maximumBodyBytes = 4096
@@ -58,6 +58,8 @@ public final class MTLSHTTPServer: @unchecked Sendable {
     /// Tracks every accepted connection, so `stop` can ask each to finish and close.
     private let quiescing: ServerQuiescingHelper
     private let listening = NIOLockedValueBox<(channel: Channel?, port: Int)>((nil, 0))
+    /// Open connections, for closing the ones still open when the drain limit passes.
+    private let connections = NIOLockedValueBox<[ObjectIdentifier: Channel]>([:])
     public var port: Int { listening.withLockedValue { $0.port } }
 
     public init(group: EventLoopGroup? = nil) {
@@ -77,7 +79,7 @@ public final class MTLSHTTPServer: @unchecked Sendable {
                       responder: Responder) async throws {
         let contexts = TLSContextCache(source: source, side: .server)
         _ = try contexts.context()  // fail now, not on the first connection, if the SVID is unusable
-        let quiescing = self.quiescing
+        let quiescing = self.quiescing, connections = self.connections
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -88,7 +90,10 @@ public final class MTLSHTTPServer: @unchecked Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                let id = ObjectIdentifier(channel)
+                connections.withLockedValue { $0[id] = channel }
+                channel.closeFuture.whenComplete { _ in connections.withLockedValue { $0[id] = nil } }
+                return channel.eventLoop.makeCompletedFuture {
                     let box = PeerIdentityBox()
                     let tls = NIOSSLServerHandler(
                         context: try contexts.context(),
@@ -112,7 +117,8 @@ public final class MTLSHTTPServer: @unchecked Sendable {
     /// as it owes no response (idle keep-alive ones at once, one with a request
     /// in flight once its response is written: a process that exits right
     /// after `stop` must not drop an answer it owes, an operator restore's say).
-    /// Returns when every connection is closed, or after `drainLimit`.
+    /// Returns when every connection is closed; connections still open after
+    /// `drainLimit` (a peer that never finishes its request) are closed then.
     public func stop(drainLimit: Duration = .seconds(2)) async {
         let wasListening = listening.withLockedValue { state -> Bool in
             defer { state.channel = nil }
@@ -121,13 +127,20 @@ public final class MTLSHTTPServer: @unchecked Sendable {
         if wasListening {
             let closed = group.next().makePromise(of: Void.self)
             quiescing.initiateShutdown(promise: closed)
-            let future = closed.futureResult
-            await withTaskGroup(of: Void.self) { race in
-                race.addTask { try? await future.get() }
-                race.addTask { try? await Task.sleep(for: drainLimit) }
-                await race.next()
-                race.cancelAll()
+            // Whichever comes first: every connection closed, or the limit.
+            let waiter = NIOLockedValueBox<CheckedContinuation<Void, Never>?>(nil)
+            let loop = group.next()
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                waiter.withLockedValue { $0 = continuation }
+                let resume: @Sendable () -> Void = { waiter.withLockedValue { w in defer { w = nil }; return w }?.resume() }
+                let timer = loop.scheduleTask(in: .nanoseconds(Int64(drainLimit / .nanoseconds(1)))) { resume() }
+                closed.futureResult.whenComplete { _ in
+                    timer.cancel()
+                    resume()
+                }
             }
+            let left = connections.withLockedValue { Array($0.values) }
+            for channel in left { try? await channel.close() }
         }
         if ownsGroup { try? await group.shutdownGracefully() }
     }

@@ -189,7 +189,8 @@ public final class NexusRecovery: @unchecked Sendable {
         await withCheckedContinuation { (reply: CheckedContinuation<RestoreReply, Never>) in
             let closed: RestoreReply? = published.withLockedValue { state in
                 if let closedReply = state.closed { return closedReply }
-                post.yield(.restore(id: id, shard: shard, reply: reply))
+                // The inbox ends early only when the run's task was cancelled.
+                if case .terminated = post.yield(.restore(id: id, shard: shard, reply: reply)) { return .failed("this Nexus is shutting down") }
                 return nil
             }
             if let closed {
@@ -279,7 +280,10 @@ public final class NexusRecovery: @unchecked Sendable {
             }
             if let done = try await advance() { return done }
             while machine.state == .waitingForStore {
-                guard let input = await iterator.next() else { break }
+                guard let input = await iterator.next() else {
+                    if Task.isCancelled { return try stopped() }
+                    break
+                }
                 if let done = try await handle(input) { return done }
             }
             let why = lastRestoreFailure ?? "the restored key was not accepted"
@@ -294,6 +298,8 @@ public final class NexusRecovery: @unchecked Sendable {
         while let input = await iterator.next() {
             if let done = try await handle(input) { return done }
         }
+        // The inbox ends only when this task is cancelled (its group shutting down): a stop.
+        if Task.isCancelled { return try stopped() }
         throw RecoveryViolation(step: "-", assertion: "M1", detail: "the inbox closed while recovering")
     }
 
@@ -386,10 +392,7 @@ public final class NexusRecovery: @unchecked Sendable {
 
         case .stop:
             // Before installation only: install runs to step 12 without reading this inbox loop.
-            wipeEverything()
-            try RecoveryMachine.require(!wroteHolder && allShardBuffersZero, "-", "A4.D1", "buffers not wiped, or the holder was written, at stop")
-            logger.notice("recovery stopped in state \(machine.state) before step 12: nothing installed, every shard wiped")
-            return outcome(.stopped, state: nil)
+            return try stopped()
         }
     }
 
@@ -516,6 +519,14 @@ public final class NexusRecovery: @unchecked Sendable {
         restoreShards.append(id: id, value: value)
         try emit(.restoreShardReceived, detail: "shard \(id): \(restoreShards.count) of \(config.threshold)")
         return nil
+    }
+
+    /// M7: the run ends where it stands, before step 8; nothing was installed.
+    func stopped() throws -> RecoveryOutcome {
+        wipeEverything()
+        try RecoveryMachine.require(!wroteHolder && allShardBuffersZero, "-", "A4.D1", "buffers not wiped, or the holder was written, at stop")
+        logger.notice("recovery stopped in state \(machine.state) before step 12: nothing installed, every shard wiped")
+        return outcome(.stopped, state: nil)
     }
 
     /// What a restore call gets once the run has ended this way.

@@ -10,7 +10,7 @@ import ShamirCore
 /// recovery or by an operator restore — whichever comes first — and is wiped
 /// when the holder goes away. Readers get a copy in a wiping buffer.
 public final class RootKeyHolder: Sendable {
-    private struct Held: @unchecked Sendable {
+    private struct Held: Sendable {
         let buffer = SecretBytes(zeroedCount: ShamirConstants.scalarByteCount)
         var installedBy: String?
     }

@@ -85,6 +85,8 @@ public final class ShardDistributor: Service, Sendable {
         let interval = config.updateInterval
         try? await cancelWhenGracefulShutdown {
             for await _ in self.armSignal { break }
+            // The stream also ends when cancelled: only an armed distributor distributes.
+            guard self.isArmed else { return }
             while !Task.isCancelled {
                 await self.distributeOnce()
                 try await Task.sleep(for: interval)

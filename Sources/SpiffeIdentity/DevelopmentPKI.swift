@@ -81,6 +81,20 @@ public struct DevelopmentPKI: Sendable {
         try Self.writePrivate(key.pemRepresentation, to: keyURL)
     }
 
+    /// `certs issue`: `bundle.pem` and `<name>.pem`/`.key` for nexus, bootstrap,
+    /// keeper-1 … keeper-N and the Pilot roles, into `directory` (created if
+    /// missing). Returns the identity names, in the order written.
+    public func writeIdentities(keepers: Int, into directory: URL, validFor: TimeInterval) throws -> [String] {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try writeBundle(into: directory)
+        var identities: [(String, String)] = [("nexus", SpikeRole.nexus.path), ("bootstrap", SpikeRole.bootstrap.path)]
+        identities += (1...max(keepers, 1)).map { ("keeper-\($0)", "\(SpikeRole.keeper.path)/\($0)") }
+        identities += [("pilot-superuser", SpikeRole.pilotSuperuser.path), ("pilot-recover", SpikeRole.pilotRecover.path),
+                       ("pilot-restore", SpikeRole.pilotRestore.path)]
+        for (name, path) in identities { try write(path: path, name: name, into: directory, validFor: validFor) }
+        return identities.map(\.0)
+    }
+
     /// Writes the CA certificate as `bundle.pem`.
     public func writeBundle(into directory: URL) throws {
         try Self.pem(caCertificate).write(to: directory.appendingPathComponent("bundle.pem"), atomically: true, encoding: .utf8)

@@ -66,9 +66,9 @@ public final class DevelopmentWorkloadAPIServer: Sendable {
         let id = try SVIDVerifier.leafID(certificate, now: certificate.notValidBefore)
         var svid = X509SVID()
         svid.spiffeID = id.description
-        svid.x509Svid = Data(try Self.der(certificate))
+        svid.x509Svid = Data(try DERCertificates.serialize(certificate))
         svid.x509SvidKey = key.derRepresentation
-        svid.bundle = Data(try bundle.flatMap(Self.der))
+        svid.bundle = Data(try bundle.flatMap(DERCertificates.serialize))
         svid.hint = hint
         var response = X509SVIDResponse()
         response.svids = [svid]
@@ -83,7 +83,6 @@ public final class DevelopmentWorkloadAPIServer: Sendable {
     /// Streams open now.
     public var openStreams: Int { hub.openStreams }
 
-    static func der(_ certificate: Certificate) throws -> [UInt8] { try DERCertificates.serialize(certificate) }
 
     /// One stream kind: its newest message and the open streams waiting for the next.
     final class Topic<Message: Sendable>: Sendable {

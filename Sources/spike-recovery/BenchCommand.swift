@@ -1,15 +1,8 @@
 import ArgumentParser
-import Demo
+import Bench
 import Foundation
-import ScalarField
-import SecureMemory
-import Shamir
-import ShamirCore
-import ShamirReference
 
-/// `spike-recovery bench`: the native field and Shamir code against the GMP
-/// reference, side by side in one run. Build with `-c release` for numbers
-/// worth quoting. Each figure is the median of several timed batches.
+/// `spike-recovery bench`: prints what `FieldBench` and `SystemBench` (Sources/Bench) measure.
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
@@ -20,112 +13,23 @@ struct BenchCommand: AsyncParsableCommand {
     @Flag(help: "Also measure the store (10,000 secret versions) and whole recoveries over loopback mTLS.") var system = false
 
     func run() async throws {
-        let batches = quick ? 3 : 7
-        var results: [(key: String, ns: Double)] = []
-        func record(_ key: String, _ ns: Double) {
-            results.append((key, ns))
-            if !json { Console.say(key.padding(toLength: 34, withPad: " ", startingAt: 0) + String(format: "%14.1f %@", ns, key.hasSuffix("_ms") ? "ms" : "ns")) }
+        var results: [(key: String, value: Double)] = []
+        let json = self.json
+        func record(_ key: String, _ value: Double) {
+            results.append((key, value))
+            if !json {
+                Console.say(key.padding(toLength: 34, withPad: " ", startingAt: 0) + String(format: "%14.1f %@", value, key.hasSuffix("_ms") ? "ms" : "ns"))
+            }
         }
-        var rng = SplitMix64(seed: 0x5eed)
-        let a = rng.scalarBytes(), b = rng.scalarBytes()
-
-        // Field multiplication. `mul_ns`: cost per product with four independent
-        // chains in flight (as in Lagrange weights and multi-point Horner);
-        // `mul_latency_ns`: one chain r ← r·b, each product waiting for the last.
-        // GMP is measured the same two ways.
-        let mulCount = quick ? 200_000 : 2_000_000
-        var x0 = decode(a), x1 = decode(b), x2 = decode(a), x3 = decode(b)
-        let y = decode(b)
-        record("mul_ns", median(batches) {
-            time(ops: mulCount) {
-                for _ in 0..<(mulCount / 4) {
-                    x0 = x0 * y
-                    x1 = x1 * y
-                    x2 = x2 * y
-                    x3 = x3 * y
-                }
-            }
-        })
-        record("mul_latency_ns", median(batches) {
-            time(ops: mulCount) { for _ in 0..<mulCount { x0 = x0 * y } }
-        })
-        sink(x0.canonicalLimbs.0 ^ x1.canonicalLimbs.0 ^ x2.canonicalLimbs.0 ^ x3.canonicalLimbs.0)
-        let ga = ReferenceField.Value(bigEndian: a), gb = ReferenceField.Value(bigEndian: b)
-        record("gmp_mul_ns", median(batches) {
-            time(ops: mulCount / 4) { sink(UInt64(ReferenceField.interleavedMulMod(ga, gb, count: mulCount / 16))) }
-        })
-        record("gmp_mul_latency_ns", median(batches) {
-            time(ops: mulCount / 4) { sink(UInt64(ReferenceField.chainedMulMod(ga, gb, count: mulCount / 4))) }
-        })
-
-        // Inversion: per element of a batch of 64 (Lagrange weights use the batch), one
-        // general (Fermat) inversion, and GMP's mpz_invert.
-        let batch = (0..<64).map { _ in decode(rng.scalarBytes()) }
-        let invRounds = quick ? 50 : 400
-        record("inv_ns", median(batches) {
-            time(ops: invRounds * batch.count) {
-                for _ in 0..<invRounds { sink(P256Scalar.batchInverseOfPublic(batch)[7].canonicalLimbs.0) }
-            }
-        })
-        record("single_inv_ns", median(batches) {
-            time(ops: invRounds) {
-                for i in 0..<invRounds { sink(batch[i & 63].inverseOfPublic().canonicalLimbs.0) }
-            }
-        })
-        record("gmp_inv_ns", median(batches) {
-            time(ops: invRounds * 8) { sink(UInt64(ReferenceField.repeatedInverse(ga, count: invRounds * 8))) }
-        })
-
-        // Shamir.
-        let native = NativeShamir(), reference = ReferenceShamir()
-        let key = SecretBytes(copying: a)
-        func shards(_ t: Int, _ n: Int) -> [Shard] { Array(try! native.split(rootKey: key, threshold: t, shares: n).shards.prefix(t)) }
-        let small = shards(2, 3), hundred = shards(100, 200), thousand = shards(1000, 2000)
-        let reps = quick ? 200 : 2_000
-        record("split_2_of_3_ns", median(batches) { time(ops: reps) { for _ in 0..<reps { sink(try! native.split(rootKey: key, threshold: 2, shares: 3).shards.count) } } })
-        record("gmp_split_2_of_3_ns", median(batches) { time(ops: reps / 4) { for _ in 0..<reps / 4 { sink(try! reference.split(rootKey: key, threshold: 2, shares: 3).shards.count) } } })
-        record("recover_2_of_3_ns", median(batches) { time(ops: reps * 4) { for _ in 0..<reps * 4 { sink(try! native.recover(threshold: 2, shards: small).count) } } })
-        record("gmp_recover_2_of_3_ns", median(batches) { time(ops: reps) { for _ in 0..<reps { sink(try! reference.recover(threshold: 2, shards: small).count) } } })
-        let bigReps = quick ? 3 : 20
-        record("recover_100_of_200_ns", median(batches) { time(ops: bigReps) { for _ in 0..<bigReps { sink(try! native.recover(threshold: 100, shards: hundred).count) } } })
-        record("gmp_recover_100_of_200_ns", median(batches) { time(ops: bigReps) { for _ in 0..<bigReps { sink(try! reference.recover(threshold: 100, shards: hundred).count) } } })
-        record("recover_1000_of_2000_ns", median(quick ? 1 : 3) { time(ops: 1) { sink(try! native.recover(threshold: 1000, shards: thousand).count) } })
-        record("gmp_recover_1000_of_2000_ns", median(quick ? 1 : 3) { time(ops: 1) { sink(try! reference.recover(threshold: 1000, shards: thousand).count) } })
-
-        if system {
-            try await SystemBench.run(quick: quick, record: record)
-        }
-
+        FieldBench.run(quick: quick, record: record)
+        if system { try await SystemBench.run(quick: quick, record: record) }
         if json {
-            let body = results.map { "\"\($0.key)\":\(String(format: "%.1f", $0.ns))" }.joined(separator: ",")
-            Console.json("{\(body)}")
+            Console.json("{" + results.map { "\"\($0.key)\":\(String(format: "%.1f", $0.value))" }.joined(separator: ",") + "}")
         } else {
-            let byKey = Dictionary(uniqueKeysWithValues: results.map { ($0.key, $0.ns) })
-            for (native, gmp) in [("mul_ns", "gmp_mul_ns"), ("mul_latency_ns", "gmp_mul_latency_ns"), ("inv_ns", "gmp_inv_ns"), ("recover_2_of_3_ns", "gmp_recover_2_of_3_ns"),
-                                  ("recover_100_of_200_ns", "gmp_recover_100_of_200_ns"),
-                                  ("recover_1000_of_2000_ns", "gmp_recover_1000_of_2000_ns")] {
+            let byKey = Dictionary(uniqueKeysWithValues: results.map { ($0.key, $0.value) })
+            for (native, gmp) in FieldBench.comparisons {
                 Console.say(String(format: "%.1fx  ", byKey[gmp]! / byKey[native]!) + "\(native) vs \(gmp)")
             }
         }
     }
-
-    func decode(_ bytes: [UInt8]) -> P256Scalar { bytes.withUnsafeBytes { P256Scalar.decode(bigEndian: $0).value } }
 }
-
-/// Nanoseconds per operation of one timed batch.
-private func time(ops: Int, _ body: () -> Void) -> Double {
-    let clock = ContinuousClock()
-    let start = clock.now
-    body()
-    return (clock.now - start) / .nanoseconds(1) / Double(ops)
-}
-
-private func median(_ batches: Int, _ measure: () -> Double) -> Double {
-    _ = measure()  // warm-up
-    let samples = (0..<batches).map { _ in measure() }.sorted()
-    return samples[samples.count / 2]
-}
-
-/// Keeps results alive so the optimizer cannot drop the measured work.
-nonisolated(unsafe) private var sinkValue: UInt64 = 0
-@inline(never) private func sink<T: BinaryInteger>(_ v: T) { sinkValue &+= UInt64(truncatingIfNeeded: v) }

@@ -28,22 +28,12 @@ struct CertsCommand: ParsableCommand {
         }
 
         func run() throws {
-            let dir = URL(fileURLWithPath: out)
             do {
-                try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+                // The CA outlives the SVIDs, so a reissued SVID set can share it.
                 let pki = try DevelopmentPKI(trustDomain: trustDomain, validFor: TimeInterval(hours) * 3600 * 2)
-                try pki.writeBundle(into: dir)
-                var written = ["bundle.pem"]
-                var identities: [(String, String)] = [("nexus", "/spike/nexus"), ("bootstrap", "/spike/bootstrap")]
-                identities += (1...keepers).map { ("keeper-\($0)", "/spike/keeper/\($0)") }
-                identities += [("pilot-superuser", SpikeRole.pilotSuperuser.path), ("pilot-recover", SpikeRole.pilotRecover.path),
-                               ("pilot-restore", SpikeRole.pilotRestore.path)]
-                for (name, path) in identities {
-                    try pki.write(path: path, name: name, into: dir, validFor: TimeInterval(hours) * 3600)
-                    written += ["\(name).pem", "\(name).key"]
-                }
-                Console.say("wrote \(written.count) files into \(out): bundle.pem and <name>.pem/.key for "
-                            + identities.map(\.0).joined(separator: ", "))
+                let names = try pki.writeIdentities(keepers: keepers, into: URL(fileURLWithPath: out), validFor: TimeInterval(hours) * 3600)
+                Console.say("wrote \(1 + 2 * names.count) files into \(out): bundle.pem and <name>.pem/.key for "
+                            + names.joined(separator: ", "))
             } catch {
                 throw fail(OperatorError("certs issue: cannot write into \(out): \(error.localizedDescription)"))
             }

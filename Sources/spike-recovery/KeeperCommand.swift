@@ -48,8 +48,7 @@ struct KeeperCommand: AsyncParsableCommand {
         }
         // Last, so it is the first to stop: no new shard reads once shutdown begins.
         services.append(.init(service: keeper))
-        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        await Settings.runServices(services, logger: logger)
         logger.info("stopped; shard wiped")
     }
 }

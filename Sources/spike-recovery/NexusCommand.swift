@@ -97,8 +97,7 @@ struct NexusCommand: AsyncParsableCommand {
         services.append(.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
                               failureTerminationBehavior: .gracefullyShutdownGroup))
         services.append(.init(service: server))
-        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        await Settings.runServices(services, logger: logger)
         node.holder.wipe()
         switch outcome.value?.ending {
         case .failed?, nil:

@@ -150,6 +150,20 @@ enum Settings {
         LoggingSystem.bootstrap { label in LineLogHandler(label: label, level: level) }
     }
 
+    /// Runs a long-running command's services until SIGTERM/SIGINT or until one
+    /// of them ends the group. A shutdown that overruns its bound is cancelled,
+    /// and a service ending out of turn during shutdown is logged, not thrown:
+    /// the command's own outcome decides the exit status.
+    static func runServices(_ services: [ServiceGroupConfiguration.ServiceConfiguration], logger: Logger) async {
+        var configuration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        configuration.maximumGracefulShutdownDuration = .seconds(5)
+        do {
+            try await ServiceGroup(configuration: configuration).run()
+        } catch {
+            logger.notice("shutdown: \(error)")
+        }
+    }
+
     /// `SPIKE_RECOVERY_PARENT_PID` (the demo sets it): the process ends with that parent.
     static func parentWatch(logger: Logger) -> ParentProcessWatch? {
         guard let raw = environment[ParentProcessWatch.variable], let parent = Int32(raw) else { return nil }

@@ -19,21 +19,10 @@ struct VectorsCommand: ParsableCommand {
         var files: [String]
 
         func run() throws {
-            let verifier = VectorVerifier(schemes: Implementations.all)
-            var total = VectorVerifier.Report()
-            var unreadable = 0
-            for path in files {
-                do {
-                    let file = try VectorLoader.load(path: path)
-                    total.merge(verifier.verify(file, label: path))
-                } catch {
-                    Console.say("\(error)")
-                    unreadable += 1
-                }
-            }
-            for line in total.failures { Console.say(line) }
-            Console.say("\(total.passed) passed, \(total.failed + unreadable) failed")
-            if total.failed + unreadable > 0 { throw ExitCode(1) }
+            let (total, unreadable) = VectorFiles.verify(files, with: VectorVerifier(schemes: Implementations.all))
+            for line in unreadable + total.failures { Console.say(line) }
+            Console.say("\(total.passed) passed, \(total.failed + unreadable.count) failed")
+            if total.failed + unreadable.count > 0 { throw ExitCode(1) }
         }
     }
 
@@ -45,22 +34,10 @@ struct VectorsCommand: ParsableCommand {
         var out: String
 
         func run() throws {
-            let generator = VectorGenerator()
-            let files: [(name: String, file: VectorFile)]
             do {
-                files = try generator.files()
+                for (path, cases) in try VectorFiles.generate(into: out) { Console.say("wrote \(path): \(cases) cases") }
             } catch {
-                throw fail(OperatorError("vectors generate: the reference refused its own input: \(error)"))
-            }
-            do {
-                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-                for (name, file) in files {
-                    let path = (out as NSString).appendingPathComponent(name)
-                    try VectorLoader.encode(file).write(to: URL(fileURLWithPath: path), options: .atomic)
-                    Console.say("wrote \(path): \(file.caseCount) cases")
-                }
-            } catch {
-                throw fail(OperatorError("vectors generate: cannot write into \(out): \(error.localizedDescription)"))
+                throw fail(OperatorError(error.description))
             }
         }
     }

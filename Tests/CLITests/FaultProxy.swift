@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import TestSupport
 
 /// A loopback TCP proxy in front of one keeper that injects network faults
@@ -20,14 +21,11 @@ final class FaultProxy: @unchecked Sendable {
     let port: Int
     let upstreamPort: Int
     private let listener: Int32
-    private let lock = NSLock()
-    private var currentMode: Mode = .pass
-    private var open: Set<Int32> = []
-    private var stopped = false
+    private let state = NIOLockedValueBox<(mode: Mode, open: Set<Int32>, stopped: Bool)>((.pass, [], false))
 
     var mode: Mode {
-        get { lock.withLock { currentMode } }
-        set { lock.withLock { currentMode = newValue } }
+        get { state.withLockedValue { $0.mode } }
+        set { state.withLockedValue { $0.mode = newValue } }
     }
 
     init(upstreamPort: Int) throws {
@@ -54,9 +52,9 @@ final class FaultProxy: @unchecked Sendable {
 
     /// Closes the listener and every connection.
     func stop() {
-        let fds: [Int32] = lock.withLock {
-            stopped = true
-            return Array(open)
+        let fds: [Int32] = state.withLockedValue {
+            $0.stopped = true
+            return Array($0.open)
         }
         shutdown(listener, Int32(SHUT_RDWR))
         close(listener)
@@ -71,9 +69,9 @@ final class FaultProxy: @unchecked Sendable {
         return addr
     }
 
-    private func track(_ fd: Int32) { lock.withLock { _ = open.insert(fd) } }
+    private func track(_ fd: Int32) { state.withLockedValue { _ = $0.open.insert(fd) } }
     private func finish(_ fd: Int32, reset: Bool = false) {
-        let mine = lock.withLock { open.remove(fd) != nil }
+        let mine = state.withLockedValue { $0.open.remove(fd) != nil }
         guard mine else { return }
         if reset {
             // SO_LINGER 0: close sends RST instead of FIN.
@@ -88,7 +86,7 @@ final class FaultProxy: @unchecked Sendable {
         while true {
             let client = accept(listener, nil, nil)
             if client < 0 {
-                if lock.withLock({ stopped }) { return }
+                if state.withLockedValue({ $0.stopped }) { return }
                 continue
             }
             track(client)

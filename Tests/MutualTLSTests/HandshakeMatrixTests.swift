@@ -218,6 +218,49 @@ func startServer(_ ids: Identities, source: any X509Source, policy: PeerPolicy, 
         await server.stop()
     }
 
+    /// A peer that never finishes its request cannot hold `stop` past its
+    /// drain limit: the connection is closed then, and `stop` returns.
+    @Test func stopClosesARequestThatNeverEndsAtTheDrainLimit() async throws {
+        let server = try await startServer(ids, source: try ids.source("/spike/keeper/1"), policy: .roles([.nexus], trustRoots: ids.roots),
+                                           counter: Counter())
+        let script = """
+            import socket, ssl, sys
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.load_verify_locations(sys.argv[4])
+            ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+            s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))))
+            s.sendall(b"POST /x HTTP/1.1\\r\\nHost: k\\r\\nContent-Length: 100\\r\\n\\r\\n{")
+            print("sent", flush=True)
+            try:
+                while s.recv(4096): pass
+            except (ssl.SSLError, OSError):
+                pass
+            print("closed", flush=True)
+            """
+        let scriptFile = dir.appendingPathComponent("half.py"), out = dir.appendingPathComponent("half.out")
+        try script.write(to: scriptFile, atomically: true, encoding: .utf8)
+        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+        let client = Process()
+        client.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        client.arguments = [scriptFile.path, String(server.port), dir.appendingPathComponent("nexus.pem").path,
+                            dir.appendingPathComponent("nexus.key").path, dir.appendingPathComponent("bundle.pem").path]
+        client.standardOutput = try FileHandle(forWritingTo: out)
+        client.standardError = client.standardOutput
+        let exit = ExitWatch(client)
+        try client.run()
+        defer { if client.isRunning { client.terminate() } }
+        func text() -> String { (try? String(contentsOf: out, encoding: .utf8)) ?? "" }
+        #expect(try await eventually(30) { text().contains("sent") }, "\(text())")
+        let clock = ContinuousClock()
+        let start = clock.now
+        await server.stop(drainLimit: .milliseconds(300))
+        // Bounded by the limit, not by the idle timeout (60 s): generous for a sanitizer run.
+        #expect(clock.now - start < .seconds(10))
+        #expect(await exit.exited(within: .seconds(30)))
+        #expect(text().contains("closed"))
+    }
+
     /// `stop` returns only once the responses already owed are written, so a
     /// process that exits right after it (Nexus after a restore) answers first.
     @Test func stopWaitsForResponsesInFlight() async throws {

@@ -4,6 +4,7 @@ import Foundation
 import KeeperService
 import Logging
 import MutualTLS
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -16,11 +17,10 @@ import TestSupport
 @testable import SpiffeIdentity
 
 /// Log lines of a test run, for the secrets scan.
-final class LogCapture: @unchecked Sendable {
-    private let lock = NSLock()
-    private var lines: [String] = []
-    func append(_ line: String) { lock.withLock { lines.append(line) } }
-    var all: [String] { lock.withLock { lines } }
+final class LogCapture: Sendable {
+    private let lines = NIOLockedValueBox<[String]>([])
+    func append(_ line: String) { lines.withLockedValue { $0.append(line) } }
+    var all: [String] { lines.withLockedValue { $0 } }
 }
 
 struct CapturingHandler: LogHandler {
@@ -150,13 +150,12 @@ final class World: @unchecked Sendable {
 func events(_ r: NexusRecovery) -> [String] { r.trace.recorded.map(\.event) }
 
 /// Holds a scripted keeper's answer until an event of the recovery opens it.
-final class Gate: @unchecked Sendable {
-    private let lock = NSLock()
-    private var isOpen = false
-    func open() { lock.withLock { isOpen = true } }
+final class Gate: Sendable {
+    private let isOpen = NIOLockedValueBox(false)
+    func open() { isOpen.withLockedValue { $0 = true } }
     func wait(limit: Duration) async {
         let until = ContinuousClock.now + limit
-        while !lock.withLock({ isOpen }) && ContinuousClock.now < until { try? await Task.sleep(for: .milliseconds(5)) }
+        while !isOpen.withLockedValue({ $0 }) && ContinuousClock.now < until { try? await Task.sleep(for: .milliseconds(5)) }
     }
 }
 

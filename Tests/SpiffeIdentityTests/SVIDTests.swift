@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import Testing
 import X509
 @testable import SpiffeIdentity
@@ -142,9 +143,8 @@ import X509
 }
 
 final class Locked<T>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var v: T
-    init(_ v: T) { self.v = v }
-    var value: T { lock.lock(); defer { lock.unlock() }; return v }
-    func append<E>(_ e: E) where T == [E] { lock.lock(); v.append(e); lock.unlock() }
+    private let box: NIOLockedValueBox<T>
+    init(_ v: T) { box = NIOLockedValueBox(v) }
+    var value: T { box.withLockedValue { $0 } }
+    func append<E>(_ e: E) where T == [E] { box.withLockedValue { $0.append(e) } }
 }

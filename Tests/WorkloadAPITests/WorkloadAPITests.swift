@@ -3,6 +3,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import MutualTLS
+import NIOConcurrencyHelpers
 import NIOPosix
 import SpiffeIdentity
 import SwiftASN1
@@ -14,12 +15,11 @@ import X509
 
 /// Events of a source, awaitable in order (no sleeps: each test waits for
 /// the event it needs, with a generous ceiling).
-final class EventLog: @unchecked Sendable {
-    private let lock = NSLock()
-    private var events: [WorkloadAPIX509Source.Event] = []
+final class EventLog: Sendable {
+    private let events = NIOLockedValueBox<[WorkloadAPIX509Source.Event]>([])
 
-    func record(_ event: WorkloadAPIX509Source.Event) { lock.withLock { events.append(event) } }
-    var all: [WorkloadAPIX509Source.Event] { lock.withLock { events } }
+    func record(_ event: WorkloadAPIX509Source.Event) { events.withLockedValue { $0.append(event) } }
+    var all: [WorkloadAPIX509Source.Event] { events.withLockedValue { $0 } }
 
     /// Waits until `matches` holds for some event recorded at index ≥ `from`; returns its index.
     @discardableResult
@@ -51,11 +51,7 @@ func isLost(_ e: WorkloadAPIX509Source.Event) -> Bool { if case .streamLost = e 
 
 func temporarySocket() -> String { "/tmp/wapi-\(UInt32.random(in: 0...UInt32.max)).sock" }
 
-func der(_ c: Certificate) throws -> Data {
-    var s = DER.Serializer()
-    try s.serialize(c)
-    return Data(s.serializedBytes)
-}
+func der(_ c: Certificate) throws -> Data { Data(try DERCertificates.serialize(c)) }
 
 /// One SVID message as SPIRE would send it.
 func svidMessage(_ pki: DevelopmentPKI, path: String, hint: String = "", validFor: TimeInterval = 3600) throws -> X509SVID {

@@ -18,6 +18,7 @@ public enum SystemBench {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("spike-bench-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }
         let key = NativeShamir.randomRootKey()
+        defer { key.wipe() }
 
         // Store: 2,000 paths × 5 versions = 10,000 secret versions.
         let bigPath = dir.appendingPathComponent("big/spike.db").path
@@ -61,6 +62,7 @@ public enum SystemBench {
             var silentChannel: Channel?
             let threshold = count == 3 ? 2 : count / 2 + 1
             let shards = try NativeShamir().split(rootKey: key, threshold: threshold, shares: count).shards
+            defer { for s in shards { s.value.wipe() } }
             for i in 0..<count {
                 if silent && i == 0 {
                     let ch = try await ServerBootstrap(group: group).childChannelInitializer { $0.eventLoop.makeSucceededVoidFuture() }
@@ -91,6 +93,5 @@ public enum SystemBench {
             for s in servers { await s.stop() }
             try? await silentChannel?.close()
         }
-        key.wipe()
     }
 }
