@@ -8,10 +8,22 @@ import ShamirReference
 /// side by side in one run. Each figure is the median of several timed
 /// batches; build with `-c release` for numbers worth quoting.
 public enum FieldBench {
-    /// Records (name, nanoseconds per operation) for each measure; `quick` for
-    /// a smoke run; without `large`, no 1000-of-2000 rows (seconds each unoptimized).
-    public static func run(quick: Bool, large: Bool = true, record: (String, Double) -> Void) {
-        let batches = quick ? 3 : 7
+    /// How much work each measure does.
+    public struct Effort: Sendable {
+        public var batches, mulCount, invRounds, reps, bigReps, largeBatches: Int
+        /// The 1000-of-2000 rows (seconds each through an unoptimized field).
+        public var large: Bool
+        /// What the README's table is measured with.
+        public static let full = Effort(batches: 7, mulCount: 2_000_000, invRounds: 400, reps: 2_000, bigReps: 20, largeBatches: 3, large: true)
+        /// `bench --quick`: noisier numbers, every row.
+        public static let quick = Effort(batches: 3, mulCount: 200_000, invRounds: 50, reps: 200, bigReps: 3, largeBatches: 1, large: true)
+        /// Every measure runs once with tiny counts (tests, debug and sanitizer builds).
+        public static let smoke = Effort(batches: 1, mulCount: 400, invRounds: 2, reps: 4, bigReps: 1, largeBatches: 1, large: false)
+    }
+
+    /// Records (name, nanoseconds per operation) for each measure.
+    public static func run(_ effort: Effort, record: (String, Double) -> Void) {
+        let batches = effort.batches
         var rng = SplitMix64(seed: 0x5eed)
         let a = rng.scalarBytes(), b = rng.scalarBytes()
 
@@ -19,7 +31,7 @@ public enum FieldBench {
         // chains in flight (as in Lagrange weights and multi-point Horner);
         // `mul_latency_ns`: one chain r ← r·b, each product waiting for the last.
         // GMP is measured the same two ways.
-        let mulCount = quick ? 200_000 : 2_000_000
+        let mulCount = effort.mulCount
         var x0 = decode(a), x1 = decode(b), x2 = decode(a), x3 = decode(b)
         let y = decode(b)
         record("mul_ns", median(batches) {
@@ -47,7 +59,7 @@ public enum FieldBench {
         // Inversion: per element of a batch of 64 (Lagrange weights use the batch), one
         // general (Fermat) inversion, and GMP's mpz_invert.
         let batch = (0..<64).map { _ in decode(rng.scalarBytes()) }
-        let invRounds = quick ? 50 : 400
+        let invRounds = effort.invRounds
         record("inv_ns", median(batches) {
             time(ops: invRounds * batch.count) {
                 for _ in 0..<invRounds { sink(P256Scalar.batchInverseOfPublic(batch)[7].canonicalLimbs.0) }
@@ -67,18 +79,18 @@ public enum FieldBench {
         let key = SecretBytes(copying: a)
         func shards(_ t: Int, _ n: Int) -> [Shard] { Array(try! native.split(rootKey: key, threshold: t, shares: n).shards.prefix(t)) }
         let small = shards(2, 3), hundred = shards(100, 200)
-        let reps = quick ? 200 : 2_000
+        let reps = effort.reps
         record("split_2_of_3_ns", median(batches) { time(ops: reps) { for _ in 0..<reps { sink(try! native.split(rootKey: key, threshold: 2, shares: 3).shards.count) } } })
         record("gmp_split_2_of_3_ns", median(batches) { time(ops: reps / 4) { for _ in 0..<reps / 4 { sink(try! reference.split(rootKey: key, threshold: 2, shares: 3).shards.count) } } })
         record("recover_2_of_3_ns", median(batches) { time(ops: reps * 4) { for _ in 0..<reps * 4 { sink(try! native.recover(threshold: 2, shards: small).count) } } })
         record("gmp_recover_2_of_3_ns", median(batches) { time(ops: reps) { for _ in 0..<reps { sink(try! reference.recover(threshold: 2, shards: small).count) } } })
-        let bigReps = quick ? 3 : 20
+        let bigReps = effort.bigReps
         record("recover_100_of_200_ns", median(batches) { time(ops: bigReps) { for _ in 0..<bigReps { sink(try! native.recover(threshold: 100, shards: hundred).count) } } })
         record("gmp_recover_100_of_200_ns", median(batches) { time(ops: bigReps) { for _ in 0..<bigReps { sink(try! reference.recover(threshold: 100, shards: hundred).count) } } })
-        guard large else { return }
+        guard effort.large else { return }
         let thousand = shards(1000, 2000)
-        record("recover_1000_of_2000_ns", median(quick ? 1 : 3) { time(ops: 1) { sink(try! native.recover(threshold: 1000, shards: thousand).count) } })
-        record("gmp_recover_1000_of_2000_ns", median(quick ? 1 : 3) { time(ops: 1) { sink(try! reference.recover(threshold: 1000, shards: thousand).count) } })
+        record("recover_1000_of_2000_ns", median(effort.largeBatches) { time(ops: 1) { sink(try! native.recover(threshold: 1000, shards: thousand).count) } })
+        record("gmp_recover_1000_of_2000_ns", median(effort.largeBatches) { time(ops: 1) { sink(try! reference.recover(threshold: 1000, shards: thousand).count) } })
     }
 
     /// Pairs of (native, GMP) measures whose ratio the table shows.

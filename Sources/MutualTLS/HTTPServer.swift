@@ -1,7 +1,6 @@
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
-import NIOExtras
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
@@ -55,11 +54,9 @@ public final class MTLSHTTPServer: Sendable {
 
     private let group: EventLoopGroup
     private let ownsGroup: Bool
-    /// Tracks every accepted connection, so `stop` can ask each to finish and close.
-    private let quiescing: ServerQuiescingHelper
     private let listening = NIOLockedValueBox<(channel: Channel?, port: Int)>((nil, 0))
-    /// Open connections, for closing the ones still open when the drain limit passes.
-    private let connections = NIOLockedValueBox<[ObjectIdentifier: Channel]>([:])
+    /// Every accepted connection still open: `stop` asks each to finish, then closes what is left.
+    private let connections = ConnectionSet()
     public var port: Int { listening.withLockedValue { $0.port } }
 
     public init(group: EventLoopGroup? = nil) {
@@ -70,7 +67,6 @@ public final class MTLSHTTPServer: Sendable {
             self.group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
             ownsGroup = true
         }
-        quiescing = ServerQuiescingHelper(group: self.group)
     }
 
     /// Binds and starts serving. `host`/`port` as for a listen address (port 0 picks a free one).
@@ -79,20 +75,13 @@ public final class MTLSHTTPServer: Sendable {
                       responder: Responder) async throws {
         let contexts = TLSContextCache(source: source, side: .server)
         _ = try contexts.context()  // fail now, not on the first connection, if the SVID is unusable
-        let quiescing = self.quiescing, connections = self.connections
+        let connections = self.connections
         let bootstrap = ServerBootstrap(group: group)
-            .serverChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(quiescing.makeServerChannelHandler(channel: channel))
-                }
-            }
             .serverChannelOption(.backlog, value: 512)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
-                let id = ObjectIdentifier(channel)
-                connections.withLockedValue { $0[id] = channel }
-                channel.closeFuture.whenComplete { _ in connections.withLockedValue { $0[id] = nil } }
+                connections.add(channel)
                 return channel.eventLoop.makeCompletedFuture {
                     let box = PeerIdentityBox()
                     let tls = NIOSSLServerHandler(
@@ -120,13 +109,16 @@ public final class MTLSHTTPServer: Sendable {
     /// Returns when every connection is closed; connections still open after
     /// `drainLimit` (a peer that never finishes its request) are closed then.
     public func stop(drainLimit: Duration = .seconds(2)) async {
-        let wasListening = listening.withLockedValue { state -> Bool in
+        let server = listening.withLockedValue { state -> Channel? in
             defer { state.channel = nil }
-            return state.channel != nil
+            return state.channel
         }
-        if wasListening {
-            let closed = group.next().makePromise(of: Void.self)
-            quiescing.initiateShutdown(promise: closed)
+        if let server {
+            try? await server.close()  // no new connections from here on
+            // HTTP/1.1's pipeline handler closes an idle connection at once, a busy one after its response.
+            for channel in connections.channels {
+                channel.eventLoop.execute { channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent()) }
+            }
             // Whichever comes first: every connection closed, or the limit.
             let waiter = NIOLockedValueBox<CheckedContinuation<Void, Never>?>(nil)
             let loop = group.next()
@@ -134,15 +126,46 @@ public final class MTLSHTTPServer: Sendable {
                 waiter.withLockedValue { $0 = continuation }
                 let resume: @Sendable () -> Void = { waiter.withLockedValue { w in defer { w = nil }; return w }?.resume() }
                 let timer = loop.scheduleTask(in: .nanoseconds(Int64(drainLimit / .nanoseconds(1)))) { resume() }
-                closed.futureResult.whenComplete { _ in
+                connections.whenEmpty {
                     timer.cancel()
                     resume()
                 }
             }
-            let left = connections.withLockedValue { Array($0.values) }
-            for channel in left { try? await channel.close() }
+            for channel in connections.channels { try? await channel.close() }
         }
         if ownsGroup { try? await group.shutdownGracefully() }
+    }
+}
+
+/// The open connections of a server. Invariant: a channel is in the set from
+/// its initializer until its close future completes.
+final class ConnectionSet: Sendable {
+    private let state = NIOLockedValueBox<(open: [ObjectIdentifier: Channel], whenEmpty: [@Sendable () -> Void])>(([:], []))
+
+    func add(_ channel: Channel) {
+        let id = ObjectIdentifier(channel)
+        state.withLockedValue { $0.open[id] = channel }
+        channel.closeFuture.whenComplete { _ in
+            let callbacks = self.state.withLockedValue { s -> [@Sendable () -> Void] in
+                s.open[id] = nil
+                guard s.open.isEmpty else { return [] }
+                defer { s.whenEmpty = [] }
+                return s.whenEmpty
+            }
+            for callback in callbacks { callback() }
+        }
+    }
+
+    var channels: [Channel] { state.withLockedValue { Array($0.open.values) } }
+
+    /// Calls `body` once no connection is open (at once if none is).
+    func whenEmpty(_ body: @escaping @Sendable () -> Void) {
+        let now = state.withLockedValue { s -> Bool in
+            if s.open.isEmpty { return true }
+            s.whenEmpty.append(body)
+            return false
+        }
+        if now { body() }
     }
 }
 

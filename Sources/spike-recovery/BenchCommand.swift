@@ -21,7 +21,7 @@ struct BenchCommand: AsyncParsableCommand {
                 Console.say(key.padding(toLength: 34, withPad: " ", startingAt: 0) + String(format: "%14.1f %@", value, key.hasSuffix("_ms") ? "ms" : "ns"))
             }
         }
-        FieldBench.run(quick: quick, record: record)
+        FieldBench.run(quick ? .quick : .full, record: record)
         if system { try await SystemBench.run(quick: quick, record: record) }
         if json {
             Console.json("{" + results.map { "\"\($0.key)\":\(String(format: "%.1f", $0.value))" }.joined(separator: ",") + "}")

@@ -6,7 +6,7 @@ import Testing
 @Suite(.timeLimit(.minutes(10))) struct BenchTests {
     @Test func fieldBenchRecordsEveryMeasureOnce() {
         var recorded: [(String, Double)] = []
-        FieldBench.run(quick: true, large: false) { recorded.append(($0, $1)) }
+        FieldBench.run(.smoke) { recorded.append(($0, $1)) }
         let names = recorded.map(\.0)
         #expect(Set(names).count == names.count, "a measure recorded twice")
         for (native, gmp) in FieldBench.comparisons where !native.contains("1000") {

@@ -17,7 +17,11 @@ import TestSupport
         #expect((secrets, versions, policies) == (5, 8, 2))
         let state = try SpikeDatabase.load(path: path, rootKey: key)
         #expect(state.secretCount == secrets && state.versionCount == versions && state.policyCount == policies)
-        #expect(throws: BackingStoreError.self) { try SpikeDatabase.load(path: path, rootKey: NativeShamir.randomRootKey()) }
+        #expect {
+            try SpikeDatabase.load(path: path, rootKey: NativeShamir.randomRootKey())
+        } throws: { error in
+            if case .tagMismatch = error as? BackingStoreError { true } else { false }
+        }
     }
 
     /// A killed child is awaited without polling, and a waiter after the exit returns at once.
@@ -39,7 +43,11 @@ import TestSupport
         let demo = try DemoRun(keepers: 1, threshold: 1, killOne: false, keeperExecutable: "/nonexistent/spike-recovery",
                                colour: false, output: { _ in })
         defer { demo.cleanUp() }
-        #expect(throws: DemoError.self) { try demo.startKeeper(index: 1, port: freePort()) }
+        #expect {
+            try demo.startKeeper(index: 1, port: freePort())
+        } throws: { error in
+            (error as? DemoError)?.description.hasPrefix("demo: cannot start keeper 1 (/nonexistent/spike-recovery): ") == true
+        }
         #expect(FileManager.default.fileExists(atPath: demo.dir.path))
         demo.cleanUp()
         #expect(!FileManager.default.fileExists(atPath: demo.dir.path), "clean-up left the directory")
