@@ -43,10 +43,8 @@ let package = Package(
         .target(name: "ShamirCore", dependencies: ["SecureMemory"]),
         .target(
             name: "Shamir",
-            dependencies: [
-                "ScalarField", "ShamirCore", "SecureMemory",
-                .product(name: "Crypto", package: "swift-crypto"),
-            ]),
+            // Nothing from outside the package: its SHA-256 is its own (SHA256.swift says why).
+            dependencies: ["ScalarField", "ShamirCore", "SecureMemory"]),
         .target(name: "ShamirReference", dependencies: ["CGMP", "COpenSSLCrypto", "ShamirCore", "SecureMemory"]),
         .target(
             name: "SpiffeIdentity",
@@ -220,7 +218,7 @@ let package = Package(
         .testTarget(
             name: "SpiffeIdentityTests",
             dependencies: [
-                "SpiffeIdentity", .product(name: "X509", package: "swift-certificates"),
+                "SpiffeIdentity", .product(name: "X509", package: "swift-certificates"), .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]),
         .testTarget(

@@ -9,12 +9,12 @@ import SpikeWire
 public enum PilotFiles {
     /// Reads Pilot shard files: each error names its file; a repeated id and a
     /// value not below the group order are refused.
-    public static func read(_ paths: [String]) throws(BreakGlassError) -> [Shard] {
+    public static func read(_ paths: [String], warn: (String) -> Void = { _ in }) throws(BreakGlassError) -> [Shard] {
         var shards: [Shard] = []
         do throws(BreakGlassError) {
             var seen: [Int: String] = [:]
             for path in paths {
-                var bytes = try SecretFiles.read(path)
+                var bytes = try SecretFiles.read(path, warn: warn)
                 defer { wipe(&bytes) }
                 let parsed: (id: Int, value: SecretBytes)
                 do {
@@ -38,8 +38,10 @@ public enum PilotFiles {
 
     /// `shamir split`: writes `directory/spike.recovery.<i>.txt` (mode 0600) for
     /// every share of the key in `rootKeyFile`; returns the files written.
-    public static func split(rootKeyFile: String, threshold: Int, shares: Int, into directory: String) throws(BreakGlassError) -> [String] {
-        let key = try RootKeyFile.read(rootKeyFile)
+    /// Existing shard files are refused before any is written, unless `replacing`.
+    public static func split(rootKeyFile: String, threshold: Int, shares: Int, into directory: String, replacing: Bool = false,
+                             warn: (String) -> Void = { _ in }) throws(BreakGlassError) -> [String] {
+        let key = try RootKeyFile.read(rootKeyFile, warn: warn)
         defer { key.wipe() }
         let split: ShamirSplit
         do {
@@ -56,21 +58,28 @@ public enum PilotFiles {
         } catch {
             throw BreakGlassError("shamir split: cannot write into \(directory): \(error.localizedDescription)")
         }
-        var written: [String] = []
-        for shard in split.shards {
+        let paths = split.shards.map { (directory as NSString).appendingPathComponent(PilotShardFile.fileName(id: Int($0.id))) }
+        try SecretFiles.refuseExisting(paths, replacing: replacing)
+        for (shard, path) in zip(split.shards, paths) {
             var content = PilotShardFile.content(id: Int(shard.id), value: shard.value)
             defer { wipe(&content) }
-            let path = (directory as NSString).appendingPathComponent(PilotShardFile.fileName(id: Int(shard.id)))
-            try SecretFiles.write(content, to: path)
-            written.append(path)
+            try SecretFiles.write(content, to: path, replacing: replacing)
         }
-        return written
+        return paths
     }
 
     /// `shamir recover`: rebuilds the key from shard files and writes it as
     /// 64 hex characters (mode 0600) to `out`; returns how many shards were used.
-    public static func recover(threshold: Int, files: [String], out: String) throws(BreakGlassError) -> (used: Int, read: Int) {
-        let shards = try read(files)
+    /// `out` is never one of `files` (that would replace a shard with the key)
+    /// and, unless `replacing`, does not exist yet.
+    public static func recover(threshold: Int, files: [String], out: String, replacing: Bool = false,
+                               warn: (String) -> Void = { _ in }) throws(BreakGlassError) -> (used: Int, read: Int) {
+        let target = URL(fileURLWithPath: out).standardizedFileURL.resolvingSymlinksInPath().path
+        if let same = files.first(where: { URL(fileURLWithPath: $0).standardizedFileURL.resolvingSymlinksInPath().path == target }) {
+            throw BreakGlassError("--out \(out) is the shard file \(same); the root key goes into a file of its own", kind: .badInput)
+        }
+        try SecretFiles.refuseExisting([out], replacing: replacing)
+        let shards = try read(files, warn: warn)
         defer { for s in shards { s.value.wipe() } }
         let key: SecretBytes
         do {
@@ -83,15 +92,15 @@ public enum PilotFiles {
         defer { key.wipe() }
         var hex = key.hexBytes()
         defer { wipe(&hex) }
-        try SecretFiles.write(hex, to: out)
+        try SecretFiles.write(hex, to: out, replacing: replacing)
         return (min(threshold, shards.count), shards.count)
     }
 }
 
 /// A root-key file: 64 hex characters (one trailing newline tolerated) or 32 raw bytes.
 public enum RootKeyFile {
-    public static func read(_ path: String) throws(BreakGlassError) -> SecretBytes {
-        var bytes = try SecretFiles.read(path, limit: 128)
+    public static func read(_ path: String, warn: (String) -> Void = { _ in }) throws(BreakGlassError) -> SecretBytes {
+        var bytes = try SecretFiles.read(path, limit: 128, warn: warn)
         defer { wipe(&bytes) }
         var content = bytes[...]
         while let last = content.last, last == 0x0a || last == 0x0d { content = content.dropLast() }

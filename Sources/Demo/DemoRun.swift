@@ -84,7 +84,12 @@ public final class DemoRun: @unchecked Sendable {
         }
         let roots = TrustRoots()
         let group = MultiThreadedEventLoopGroup.singleton
-        let bootstrap = MTLSKeeperClient(group: group, source: try source("bootstrap", roots: roots), trustRoots: roots)
+        // Keeper i must present spiffe://spike.ist/spike/keeper/i (SPIKE_NEXUS_KEEPER_IDS): a keeper
+        // at the wrong position would otherwise be handed another keeper's shard.
+        let keeperIDs = try (1...keeperCount).map { try SpiffeID(parsing: "spiffe://\(TrustRoots.defaultRoot)/spike/keeper/\($0)") }
+        var seedPins: [String: SpiffeID] = [:]
+        for (i, url) in urls.enumerated() { seedPins[url + "/v1/store/contribute"] = keeperIDs[i] }
+        let bootstrap = MTLSKeeperClient(group: group, source: try source("bootstrap", roots: roots), trustRoots: roots, pins: seedPins)
         for (i, url) in urls.enumerated() { try await waitForKeeper(url: url, index: i + 1) }
         say("keepers", "\(keeperCount) keeper processes up on \(urls.map { $0.replacingOccurrences(of: "https://", with: "") }.joined(separator: ", "))")
 
@@ -112,8 +117,9 @@ public final class DemoRun: @unchecked Sendable {
         say("nexus", "starts with no root key in memory (step 1)")
         let config = RecoveryConfiguration(keepers: urls, threshold: threshold, shares: keeperCount, databasePath: databasePath,
                                            maximumBackoff: .seconds(1), initialBackoff: .milliseconds(200), requestDeadline: .seconds(2),
-                                           deadline: .seconds(30), updateInterval: .seconds(300))
-        let client = MTLSKeeperClient(group: group, source: try source("nexus", roots: roots), trustRoots: roots)
+                                           deadline: .seconds(30), updateInterval: .seconds(300), keeperIDs: keeperIDs)
+        let client = MTLSKeeperClient(group: group, source: try source("nexus", roots: roots), trustRoots: roots,
+                                      pins: config.pinnedKeeperIDs)
         let holder = RootKeyHolder()
         defer { holder.wipe() }
         let trace = try TraceRecorder(observer: { [self] entry in

@@ -16,13 +16,21 @@ public struct KeeperRoutes: Sendable {
     public static let tooLarge = RouteResponse(status: 413, body: KeeperWire.errorBody(KeeperWire.badRequest))
 
     public func handle(method: String, uri: String, body: SecretBytes, peer: SpiffeID) -> RouteResponse {
-        // No query strings (Go's `?action=` routes are not a Keeper's), POST only, two paths.
-        guard method == "POST", !uri.contains("?") else { return badRequest }
-        switch uri {
+        // POST only, two paths. Go routes on `?action=`: an empty action is the
+        // path's own route, any other value (and any other query) is not a Keeper's.
+        guard method == "POST", let path = Self.routedPath(uri) else { return badRequest }
+        switch String(path) {
         case KeeperWire.contributePath: return contribute(body: body, peer: peer)
         case KeeperWire.shardPath: return shard(body: body, peer: peer)
         default: return badRequest
         }
+    }
+
+    /// The path of `uri` when its query, if any, is an empty `action`.
+    static func routedPath(_ uri: String) -> Substring? {
+        guard let mark = uri.firstIndex(of: "?") else { return uri[...] }
+        let query = uri[uri.index(after: mark)...]
+        return query == "action=" || query == "action" ? uri[..<mark] : nil
     }
 
     var badRequest: RouteResponse { RouteResponse(status: 400, body: KeeperWire.errorBody(KeeperWire.badRequest)) }
@@ -44,7 +52,8 @@ public struct KeeperRoutes: Sendable {
         guard trustRoots.id(peer, hasRole: .nexus) else {
             return RouteResponse(status: 401, body: KeeperWire.shardErrorBody(KeeperWire.unauthorized))
         }
-        guard (try? KeeperWire.object(body)) != nil else {
+        // Any JSON object, or the literal null (Go decodes it into an empty request).
+        guard KeeperWire.isNull(body) || (try? KeeperWire.object(body)) != nil else {
             return RouteResponse(status: 400, body: KeeperWire.shardErrorBody(KeeperWire.badRequest))
         }
         return slot.withShard { held in
@@ -55,7 +64,7 @@ public struct KeeperRoutes: Sendable {
 
     /// Why a request was refused, for the log line (never a value).
     public func refusalReason(uri: String, body: SecretBytes) -> String? {
-        guard uri == KeeperWire.contributePath else { return nil }
+        guard Self.routedPath(uri) == KeeperWire.contributePath[...] else { return nil }
         do {
             _ = try KeeperWire.shard(in: KeeperWire.object(body))
             return nil

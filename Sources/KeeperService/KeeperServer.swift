@@ -65,7 +65,7 @@ public final class KeeperServer: Service, Sendable {
         await stop()
     }
 
-    static let headers = [("Cache-Control", KeeperWire.cacheControl)]
+    static let headers = [("Cache-Control", KeeperWire.cacheControl), ("Expires", KeeperWire.expires), ("Pragma", KeeperWire.pragma)]
 
     /// `spike_keeper_requests_total{route,status}`; unknown paths share one label value.
     static func count(uri: String, status: Int) {

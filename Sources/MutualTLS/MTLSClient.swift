@@ -56,8 +56,10 @@ public final class MTLSClient: Sendable {
         self.maximumResponseBytes = maximumResponseBytes
     }
 
-    /// POSTs `body` (JSON) to `url` and returns the status and body.
-    public func post(_ url: String, json body: [UInt8], deadline: Duration) async throws -> Response {
+    /// POSTs `body` (JSON) to `url` and returns the status and body. With
+    /// `expectedPeer`, the server must present exactly that ID (and satisfy
+    /// the client's policy); anything else fails the handshake.
+    public func post(_ url: String, json body: [UInt8], deadline: Duration, expectedPeer: SpiffeID? = nil) async throws -> Response {
         let target = try Target(url)
         let context = try contexts.context()
         let box = PeerIdentityBox()
@@ -65,7 +67,7 @@ public final class MTLSClient: Sendable {
         let eventLoop = group.next()
         let responsePromise = eventLoop.makePromise(of: (Int, SecretBytes).self)
         let limit = maximumResponseBytes
-        let policy = self.policy, source = self.source
+        let policy = expectedPeer.map { self.policy.pinned(to: $0) } ?? self.policy, source = self.source
         let timeout = TimeAmount.nanoseconds(Int64(deadline / .nanoseconds(1)))
         let milliseconds = Int(deadline / .milliseconds(1))
         var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: target.path)

@@ -16,6 +16,12 @@ public struct PeerPolicy: Sendable {
         self.allows = allows
     }
 
+    /// This policy, narrowed to exactly `id`.
+    public func pinned(to id: SpiffeID) -> PeerPolicy {
+        let base = allows
+        return PeerPolicy(name: "\(id), the ID pinned for this peer") { $0 == id && base($0) }
+    }
+
     /// Peers holding any of `roles` under `trustRoots`.
     public static func roles(_ roles: [SpikeRole], trustRoots: TrustRoots) -> PeerPolicy {
         PeerPolicy(name: roles.map(\.rawValue).joined(separator: " or ")) { id in

@@ -25,7 +25,8 @@ public final class NexusNode: Sendable {
         self.trustRoots = trustRoots
         self.source = source
         self.logger = logger
-        client = MTLSKeeperClient(group: MultiThreadedEventLoopGroup.singleton, source: source, trustRoots: trustRoots)
+        client = MTLSKeeperClient(group: MultiThreadedEventLoopGroup.singleton, source: source, trustRoots: trustRoots,
+                                  pins: config.pinnedKeeperIDs)
         store = SQLiteStore(path: config.databasePath)
         distributor = ShardDistributor(config: config, client: client, holder: holder, logger: logger)
     }

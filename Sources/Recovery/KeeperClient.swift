@@ -14,18 +14,22 @@ public struct KeeperContributeError: Error, Sendable, CustomStringConvertible {
     public let description: String
 }
 
-/// The production client: mutual TLS, the server must hold a keeper SPIFFE ID.
+/// The production client: mutual TLS, the server must hold a keeper SPIFFE ID,
+/// and exactly the pinned one for a URL in `pins` (`SPIKE_NEXUS_KEEPER_IDS`):
+/// a keeper at the wrong position fails the handshake before any shard moves.
 public struct MTLSKeeperClient: KeeperClient {
     let client: MTLSClient
+    let pins: [String: SpiffeID]
 
-    public init(group: EventLoopGroup, source: any X509Source, trustRoots: TrustRoots) {
+    public init(group: EventLoopGroup, source: any X509Source, trustRoots: TrustRoots, pins: [String: SpiffeID] = [:]) {
         client = MTLSClient(group: group, source: source, serverPolicy: .roles([.keeper], trustRoots: trustRoots),
                             maximumResponseBytes: KeeperWire.maximumResponseBytes)
+        self.pins = pins
     }
 
     public func fetchShard(url: String, deadline: Duration) async -> KeeperAnswer {
         do {
-            let response = try await client.post(url, json: Array("{}".utf8), deadline: deadline)
+            let response = try await client.post(url, json: Array("{}".utf8), deadline: deadline, expectedPeer: pins[url])
             return KeeperWire.interpretShardResponse(status: response.status, body: response.body)
         } catch MTLSClientError.responseTooLarge(let limit) {
             return .rejected("answer over \(limit) bytes")
@@ -38,7 +42,7 @@ public struct MTLSKeeperClient: KeeperClient {
         var body = KeeperWire.contributeBody(shard)
         defer { SecureMemory.wipe(&body) }
         do {
-            let response = try await client.post(url, json: body, deadline: deadline)
+            let response = try await client.post(url, json: body, deadline: deadline, expectedPeer: pins[url])
             guard response.status == 200 else { return .failure(KeeperContributeError(description: "HTTP \(response.status)")) }
             return .success(())
         } catch {

@@ -1,4 +1,3 @@
-import Crypto
 import ScalarField
 import SecureMemory
 import ShamirCore
@@ -49,10 +48,7 @@ public struct NativeShamir: ShamirScheme {
         coefficients.append(key)
         let block = rootKey.copy()
         while coefficients.count < threshold {
-            block.withUnsafeMutableBytes { raw in
-                let digest = SHA256.hash(data: UnsafeRawBufferPointer(raw))
-                digest.withUnsafeBytes { raw.copyMemory(from: $0) }
-            }
+            block.withUnsafeMutableBytes { raw in SHA256.hash(UnsafeRawBufferPointer(raw), into: raw) }
             let (candidate, inRange) = block.withUnsafeBytes { P256Scalar.decode(bigEndian: $0) }
             // Rejection sampling: whether this draw is used is revealed by the loop count anyway.
             if ConstantTime.declassified(inRange) != 0 { coefficients.append(candidate) }

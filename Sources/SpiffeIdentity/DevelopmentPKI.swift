@@ -38,6 +38,9 @@ public struct DevelopmentPKI: Sendable {
         public var noURI = false
         public var notValidBefore: Date? = nil
         public var notValidAfter: Date? = nil
+        /// Replaces (or adds) the extension with this OID by one whose value
+        /// does not parse as that extension (an ASN.1 NULL).
+        public var malformedExtension: ASN1ObjectIdentifier? = nil
         public init() {}
     }
 
@@ -55,14 +58,20 @@ public struct DevelopmentPKI: Sendable {
             notValidBefore: flaws.notValidBefore ?? now.addingTimeInterval(-300),
             notValidAfter: flaws.notValidAfter ?? now.addingTimeInterval(validFor),
             issuer: caCertificate.subject, subject: subject, signatureAlgorithm: .ecdsaWithSHA256,
-            extensions: try Certificate.Extensions {
+            extensions: try Self.replacing(flaws.malformedExtension, in: try Certificate.Extensions {
                 Critical(flaws.markAsCA ? BasicConstraints.isCertificateAuthority(maxPathLength: 0) : BasicConstraints.notCertificateAuthority)
                 Critical(flaws.keyCertSign ? KeyUsage(digitalSignature: true, keyCertSign: true) : KeyUsage(digitalSignature: true, keyEncipherment: true))
                 try ExtendedKeyUsage([.serverAuth, .clientAuth])
                 SubjectAlternativeNames(uris)
-            },
+            }),
             issuerPrivateKey: .init(caKey))
         return (certificate, key)
+    }
+
+    static func replacing(_ oid: ASN1ObjectIdentifier?, in extensions: Certificate.Extensions) throws -> Certificate.Extensions {
+        guard let oid else { return extensions }
+        let asn1Null: [UInt8] = [0x05, 0x00]
+        return try Certificate.Extensions(extensions.filter { $0.oid != oid } + [Certificate.Extension(oid: oid, critical: false, value: asn1Null[...])])
     }
 
     /// A snapshot for in-process use (tests, the demo).

@@ -10,6 +10,7 @@ public enum SVIDError: Error, Equatable, Sendable, CustomStringConvertible {
     case noURISAN
     case multipleURISANs(Int)
     case invalidSpiffeID(SpiffeIDError)
+    case malformedExtension(String)
     case leafIsCA
     case leafCanSignCertificates
     case leafCanSignCRLs
@@ -26,6 +27,7 @@ public enum SVIDError: Error, Equatable, Sendable, CustomStringConvertible {
         case .noURISAN: "leaf has no URI SAN (not an SVID)"
         case .multipleURISANs(let n): "leaf has \(n) URI SANs (an SVID has exactly one)"
         case .invalidSpiffeID(let e): "leaf URI SAN is not a SPIFFE ID: \(e)"
+        case .malformedExtension(let name): "leaf's \(name) extension does not parse"
         case .leafIsCA: "leaf is a CA certificate"
         case .leafCanSignCertificates: "leaf has the keyCertSign key usage"
         case .leafCanSignCRLs: "leaf has the cRLSign key usage"
@@ -51,14 +53,14 @@ public struct VerifiedSVID: Sendable {
 public enum SVIDVerifier {
     /// Checks the leaf's SVID rules (no chain building yet) and returns its ID.
     public static func leafID(_ leaf: Certificate, now: Date = Date()) throws(SVIDError) -> SpiffeID {
-        let uris: [String]
-        do {
-            uris = (try leaf.extensions.subjectAlternativeNames ?? SubjectAlternativeNames()).compactMap {
-                if case .uniformResourceIdentifier(let u) = $0 { return u }
-                return nil
-            }
-        } catch {
-            throw .unparseable(position: 0)
+        // swift-certificates parses extensions when asked; Go's parser refuses a
+        // certificate with a malformed known extension outright. So must we: an
+        // extension that does not parse is never read as absent.
+        try checkKnownExtensionsParse(leaf)
+        let names = try parsed("subjectAltName") { try leaf.extensions.subjectAlternativeNames }
+        let uris = (names ?? SubjectAlternativeNames()).compactMap { name -> String? in
+            if case .uniformResourceIdentifier(let u) = name { return u }
+            return nil
         }
         guard !uris.isEmpty else { throw .noURISAN }
         guard uris.count == 1 else { throw .multipleURISANs(uris.count) }
@@ -68,15 +70,41 @@ public enum SVIDVerifier {
         } catch {
             throw .invalidSpiffeID(error)
         }
-        let constraints = try? leaf.extensions.basicConstraints
+        let constraints = try parsed("basicConstraints") { try leaf.extensions.basicConstraints }
         if case .isCertificateAuthority = constraints { throw .leafIsCA }
-        if let usage = try? leaf.extensions.keyUsage {
+        if let usage = try parsed("keyUsage", { try leaf.extensions.keyUsage }) {
             if usage.keyCertSign { throw .leafCanSignCertificates }
             if usage.cRLSign { throw .leafCanSignCRLs }
         }
         guard now >= leaf.notValidBefore else { throw .notYetValid }
         guard now <= leaf.notValidAfter else { throw .expired }
         return id
+    }
+
+    /// The extensions an SVID's rules or RFC 5280 path validation read, each
+    /// by its name in errors.
+    static let knownExtensions: [(name: String, parses: @Sendable (Certificate.Extensions) throws -> Void)] = [
+        ("subjectAltName", { _ = try $0.subjectAlternativeNames }),
+        ("basicConstraints", { _ = try $0.basicConstraints }),
+        ("keyUsage", { _ = try $0.keyUsage }),
+        ("extendedKeyUsage", { _ = try $0.extendedKeyUsage }),
+        ("nameConstraints", { _ = try $0.nameConstraints }),
+        ("authorityKeyIdentifier", { _ = try $0.authorityKeyIdentifier }),
+        ("subjectKeyIdentifier", { _ = try $0.subjectKeyIdentifier }),
+        ("authorityInfoAccess", { _ = try $0.authorityInformationAccess }),
+    ]
+
+    static func checkKnownExtensionsParse(_ leaf: Certificate) throws(SVIDError) {
+        for known in knownExtensions { try parsed(known.name) { try known.parses(leaf.extensions) } }
+    }
+
+    /// `read`'s value; its failure is the named extension's.
+    static func parsed<T>(_ name: String, _ read: () throws -> T) throws(SVIDError) -> T {
+        do {
+            return try read()
+        } catch {
+            throw .malformedExtension(name)
+        }
     }
 
     /// Verifies a presented chain (leaf first) against `bundles` (trust domain → CA certificates).

@@ -15,6 +15,9 @@ public enum KeeperWire {
     public static let maximumResponseBytes = 16384
 
     public static let cacheControl = "no-store, no-cache, must-revalidate, private"
+    /// The other two no-cache headers a Go keeper sends with every reply.
+    public static let expires = "0"
+    public static let pragma = "no-cache"
 
     // Error codes (Go SPIKE's names).
     public static let badRequest = "api_bad_request"
@@ -77,6 +80,12 @@ public enum KeeperWire {
             case .allZero: "\"shard\" is all zero"
             }
         }
+    }
+
+    /// Whether a body is the JSON literal `null` (surrounding whitespace allowed).
+    public static func isNull(_ body: SecretBytes) -> Bool {
+        if case .null? = try? JSONReader.parse(body) { return true }
+        return false
     }
 
     /// Parses a body that must be a JSON object (any members; duplicate keys refused).

@@ -21,7 +21,11 @@ struct KeeperCommand: AsyncParsableCommand {
     @Option(help: "Serve Prometheus metrics on this host:port (GET /metrics, plain HTTP).") var metricsAddress: String?
 
     func run() async throws {
-        Settings.bootstrapLogging()
+        do {
+            try Settings.bootstrapLogging()
+        } catch let error as OperatorError {
+            throw fail(error)
+        }
         let logger = Logger(label: "spike-keeper")
         ProcessHardening.apply(logger: logger)
         let keeper: KeeperServer

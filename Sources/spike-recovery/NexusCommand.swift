@@ -22,7 +22,9 @@ struct NexusCommand: AsyncParsableCommand {
             SPIKE_NEXUS_SHAMIR_THRESHOLD (2), SPIKE_NEXUS_SHAMIR_SHARES (3), SPIKE_NEXUS_DATA_DIR \
             (database at $SPIKE_NEXUS_DATA_DIR/data/spike.db), SPIKE_NEXUS_KEEPER_UPDATE_INTERVAL (5m), \
             SPIKE_NEXUS_RECOVERY_MAX_INTERVAL (5s), SPIKE_NEXUS_KEEPER_REQUEST_TIMEOUT (3s), \
-            SPIKE_NEXUS_TLS_PORT (:8553), SPIKE_SVID_*_FILE, SPIKE_TRUST_ROOT_*, SPIKE_SYSTEM_LOG_LEVEL.
+            SPIKE_NEXUS_TLS_PORT (:8553), SPIKE_NEXUS_KEEPER_IDS (optional: the SPIFFE ID each keeper must \
+            present, in SPIKE_NEXUS_KEEPER_PEERS order; unset, any keeper ID is accepted at any position, as in Go SPIKE), \
+            SPIKE_SVID_*_FILE, SPIKE_TRUST_ROOT_*, SPIKE_SYSTEM_LOG_LEVEL.
             The store decides whether a rebuilt key is right: it must open the database's rows. A missing \
             database is a bad setting (exit 64, naming SPIKE_NEXUS_DATA_DIR) unless --allow-empty-store; a \
             database that cannot be read (locked, not a database, a table missing) is retried until it can \
@@ -48,7 +50,11 @@ struct NexusCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        Settings.bootstrapLogging()
+        do {
+            try Settings.bootstrapLogging()
+        } catch let error as OperatorError {
+            throw fail(error)
+        }
         let logger = Logger(label: "spike-nexus")
         ProcessHardening.apply(logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
@@ -154,6 +160,15 @@ struct NexusSettings {
         } catch {
             throw OperatorError(error.description, exitCode: 64)
         }
+        let roots = try Settings.trustRoots()
+        var keeperIDs: [SpiffeID]?
+        if let raw = env[RecoveryConfiguration.keeperIDsVariable], !raw.isEmpty {
+            do {
+                keeperIDs = try RecoveryConfiguration.parseKeeperIDs(raw, trustRoots: roots)
+            } catch {
+                throw OperatorError(error.description, exitCode: 64)
+            }
+        }
         let threshold = try Settings.integer(RecoveryConfiguration.thresholdVariable, default: 2, range: 1...1000)
         let shares = try Settings.integer(RecoveryConfiguration.sharesVariable, default: 3, range: 1...1000)
         let dataRoot: String
@@ -165,11 +180,12 @@ struct NexusSettings {
         }
         var config = RecoveryConfiguration(
             keepers: keepers, threshold: threshold, shares: shares, databasePath: (dataRoot as NSString).appendingPathComponent("spike.db"),
-            maximumBackoff: try Settings.duration("SPIKE_NEXUS_RECOVERY_MAX_INTERVAL", default: .seconds(5)),
-            requestDeadline: try Settings.duration("SPIKE_NEXUS_KEEPER_REQUEST_TIMEOUT", default: .seconds(3)),
+            maximumBackoff: try Settings.duration("SPIKE_NEXUS_RECOVERY_MAX_INTERVAL", default: .seconds(5), range: .milliseconds(10) ... .seconds(3600)),
+            requestDeadline: try Settings.duration("SPIKE_NEXUS_KEEPER_REQUEST_TIMEOUT", default: .seconds(3), range: .milliseconds(10) ... .seconds(300)),
             deadline: deadline,
-            updateInterval: try Settings.duration("SPIKE_NEXUS_KEEPER_UPDATE_INTERVAL", default: .seconds(300)),
-            allowEmptyStore: allowEmptyStore)
+            // At least 1 s: each round is one request per keeper, and 1ns would be hundreds of rounds a second.
+            updateInterval: try Settings.duration("SPIKE_NEXUS_KEEPER_UPDATE_INTERVAL", default: .seconds(300), range: .seconds(1) ... .seconds(86_400)),
+            allowEmptyStore: allowEmptyStore, keeperIDs: keeperIDs)
         config.initialBackoff = min(config.initialBackoff, config.maximumBackoff)
         do {
             // Step 3's checks, the store rule included, before any identity is fetched or request sent.
@@ -178,7 +194,6 @@ struct NexusSettings {
         } catch {
             throw OperatorError(error.description, exitCode: 64)
         }
-        let roots = try Settings.trustRoots()
         let source = try await Settings.x509Source(trustRoots: roots, logger: logger)
         _ = try Settings.requireOwnRole(.nexus, source: source, trustRoots: roots)
         let listen = try Settings.listenAddress("SPIKE_NEXUS_TLS_PORT", default: ":8553")
@@ -190,7 +205,7 @@ struct NexusSettings {
         guard !files.isEmpty else { return [] }
         let shards: [Shard]
         do {
-            shards = try PilotFiles.read(files)
+            shards = try PilotFiles.read(files, warn: { Console.say($0) })
         } catch {
             throw OperatorError(error)
         }

@@ -40,14 +40,40 @@ enum Settings {
         }
     }
 
-    /// The process's own SVID must hold `role` (a keeper serves as a keeper, a nexus as a nexus).
-    static func requireOwnRole(_ role: SpikeRole, source: any X509Source, trustRoots: TrustRoots) throws -> SpiffeID {
-        let me = source.current.id
+    /// The process's own SVID must hold `role` (a keeper serves as a keeper, a
+    /// nexus as a nexus) and be valid now; either problem is one line naming
+    /// where the SVID came from.
+    static func requireOwnRole(_ role: SpikeRole, source: any X509Source, trustRoots: TrustRoots, now: Date = Date()) throws -> SpiffeID {
+        let snapshot = source.current
+        let me = snapshot.id
         guard trustRoots.id(me, hasRole: role) else {
-            throw OperatorError("the SVID \(me) is not a \(role.rawValue) ID (expected spiffe://<\(role.trustRootVariable)>\(role.path)[/...])",
+            throw OperatorError("\(origin(of: source)): the SVID \(me) is not a \(role.rawValue) ID (expected spiffe://<\(role.trustRootVariable)>\(role.path)[/...])",
                                 exitCode: 64)
         }
+        guard snapshot.notAfter > now else {
+            throw OperatorError("\(origin(of: source)): the SVID \(me) expired at \(snapshot.notAfter); nothing can be served with it", exitCode: 64)
+        }
         return me
+    }
+
+    /// Where an SVID source reads from, as an operator would look for it.
+    static func origin(of source: any X509Source) -> String {
+        if let files = source as? FileX509Source { return "\(FileX509Source.certVariable) (\(files.certFile))" }
+        return "the Workload API"
+    }
+
+    /// An SVID-file error, prefixed with the variable that names the file.
+    static func namingVariable(_ error: X509SourceError) -> String {
+        let file: String?
+        switch error {
+        case .unreadable(let f, _), .invalid(let f, _): file = f
+        default: file = nil
+        }
+        for variable in [FileX509Source.certVariable, FileX509Source.keyVariable, FileX509Source.bundleVariable]
+        where file != nil && environment[variable] == file {
+            return "\(variable): \(error)"
+        }
+        return error.description
     }
 
     static func integer(_ variable: String, default fallback: Int, range: ClosedRange<Int>) throws -> Int {
@@ -58,29 +84,50 @@ enum Settings {
         return value
     }
 
-    /// Go-style durations: `500ms`, `5s`, `2m`, `1h`, `1m30s`.
-    static func duration(_ variable: String, default fallback: Duration) throws -> Duration {
+    /// Go-style durations (`500ms`, `5s`, `2m`, `1h`, `1m30s`) within `range`.
+    static func duration(_ variable: String, default fallback: Duration, range: ClosedRange<Duration>) throws -> Duration {
         guard let raw = environment[variable], !raw.isEmpty else { return fallback }
-        guard let value = parseDuration(raw), value > .zero else {
-            throw bad(variable, "expected a positive duration such as 500ms, 5s, 5m or 1h (got \"\(raw)\")")
+        guard let value = parseDuration(raw), range.contains(value) else {
+            throw bad(variable, "expected a duration from \(goStyle(range.lowerBound)) to \(goStyle(range.upperBound)), "
+                          + "such as 500ms, 30s, 5m or 1h (got \"\(raw)\")")
         }
         return value
     }
 
+    /// The largest duration `parseDuration` returns: far above every setting's
+    /// bound, far below where nanoseconds overflow Int64 (about 292 years).
+    static let longestDuration = Duration.seconds(100 * 365 * 86_400)
+
+    /// nil for anything that is not a positive Go-style duration of at most
+    /// `longestDuration`; never traps, however many digits.
     static func parseDuration(_ text: String) -> Duration? {
         let units: [(String, Double)] = [("ms", 1e-3), ("us", 1e-6), ("µs", 1e-6), ("ns", 1e-9), ("s", 1), ("m", 60), ("h", 3600)]
         var rest = Substring(text.trimmingCharacters(in: .whitespaces))
         var seconds = 0.0
         guard !rest.isEmpty else { return nil }
         while !rest.isEmpty {
-            let number = rest.prefix { $0.isNumber || $0 == "." }
-            guard !number.isEmpty, let value = Double(number) else { return nil }
+            let number = rest.prefix { $0.isASCII && ($0.isNumber || $0 == ".") }
+            guard !number.isEmpty, number.count <= 30, let value = Double(number), value.isFinite else { return nil }
             rest = rest.dropFirst(number.count)
             guard let unit = units.first(where: { rest.hasPrefix($0.0) }) else { return nil }
             rest = rest.dropFirst(unit.0.count)
             seconds += value * unit.1
         }
-        return .nanoseconds(Int64(seconds * 1e9))
+        let longest = Double(longestDuration.components.seconds)
+        guard seconds.isFinite, seconds > 0, seconds <= longest else { return nil }
+        let nanoseconds = Int64((seconds * 1e9).rounded())
+        return nanoseconds > 0 ? .nanoseconds(nanoseconds) : nil
+    }
+
+    /// `90s` → `1m30s`-style text for a bound.
+    static func goStyle(_ d: Duration) -> String {
+        let (s, attos) = d.components
+        if s == 0 { return attos >= 1_000_000_000_000_000 ? "\(attos / 1_000_000_000_000_000)ms" : "\(attos / 1_000_000_000)ns" }
+        var text = ""
+        if s >= 3600 { text += "\(s / 3600)h" }
+        if s % 3600 >= 60 { text += "\((s % 3600) / 60)m" }
+        if s % 60 > 0 || text.isEmpty { text += "\(s % 60)s" }
+        return text
     }
 
     static func trustRoots() throws -> TrustRoots {
@@ -102,7 +149,7 @@ enum Settings {
                 return files
             }
         } catch {
-            throw OperatorError("\(error)", exitCode: 64)
+            throw OperatorError(namingVariable(error), exitCode: 64)
         }
         let endpoint: WorkloadEndpoint
         do {
@@ -112,7 +159,7 @@ enum Settings {
         }
         var options = WorkloadAPIX509Source.Options()
         options.selector = SVIDSelector(parsing: environment[workloadHintVariable] ?? "")
-        options.startupWait = try duration(workloadWaitVariable, default: .seconds(30))
+        options.startupWait = try duration(workloadWaitVariable, default: .seconds(30), range: .milliseconds(100) ... .seconds(3600))
         logger.info("asking the Workload API at \(endpoint) for \(options.selector)")
         do {
             return try await WorkloadAPIX509Source.start(endpoint: endpoint, options: options) { event in
@@ -138,15 +185,23 @@ enum Settings {
     /// How long to wait for the first SVID at start-up.
     static let workloadWaitVariable = "SPIKE_WORKLOAD_API_TIMEOUT"
 
-    static func bootstrapLogging() {
-        let level: Logger.Level
-        switch (environment["SPIKE_SYSTEM_LOG_LEVEL"] ?? "info").lowercased() {
-        case "trace": level = .trace
-        case "debug": level = .debug
-        case "warn", "warning": level = .warning
-        case "error": level = .error
-        default: level = .info
+    static let logLevelVariable = "SPIKE_SYSTEM_LOG_LEVEL"
+
+    /// `SPIKE_SYSTEM_LOG_LEVEL` (case-insensitive, as Go SPIKE reads it); anything else is a bad setting.
+    static func logLevel() throws -> Logger.Level {
+        guard let raw = environment[logLevelVariable], !raw.isEmpty else { return .info }
+        switch raw.lowercased() {
+        case "trace": return .trace
+        case "debug": return .debug
+        case "info": return .info
+        case "warn", "warning": return .warning
+        case "error": return .error
+        default: throw bad(logLevelVariable, "expected one of trace, debug, info, warn, error (got \"\(raw)\")")
         }
+    }
+
+    static func bootstrapLogging() throws {
+        let level = try logLevel()
         LoggingSystem.bootstrap { label in LineLogHandler(label: label, level: level) }
     }
 

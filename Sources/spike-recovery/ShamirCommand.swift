@@ -14,10 +14,12 @@ struct ShamirCommand: ParsableCommand {
         @Option(help: "Shards to make (one per keeper).") var shares: Int
         @Option(help: "File with the root key: 64 hex characters or 32 raw bytes.") var rootKeyFile: String
         @Option(help: "Directory for the shard files (created if missing).") var out: String
+        @Flag(help: "Replace shard files that already exist.") var force = false
 
         func run() throws {
             do {
-                _ = try PilotFiles.split(rootKeyFile: rootKeyFile, threshold: threshold, shares: shares, into: out)
+                _ = try PilotFiles.split(rootKeyFile: rootKeyFile, threshold: threshold, shares: shares, into: out, replacing: force,
+                                         warn: Console.say)
                 Console.say("wrote \(shares) shard files (threshold \(threshold)) into \(out)")
             } catch {
                 throw fail(OperatorError(error))
@@ -30,10 +32,11 @@ struct ShamirCommand: ParsableCommand {
         @Option(help: "Shards needed.") var threshold: Int
         @Option(help: "File to write the root key into.") var out: String
         @Argument(help: "Pilot shard files (spike.recovery.<id>.txt).") var files: [String]
+        @Flag(help: "Replace the output file if it already exists.") var force = false
 
         func run() throws {
             do {
-                let (used, read) = try PilotFiles.recover(threshold: threshold, files: files, out: out)
+                let (used, read) = try PilotFiles.recover(threshold: threshold, files: files, out: out, replacing: force, warn: Console.say)
                 Console.say("root key written to \(out) (from \(used) of \(read) shards)")
             } catch {
                 throw fail(OperatorError(error))

@@ -72,6 +72,23 @@ import Testing
         try? FileManager.default.removeItem(atPath: dir)
     }
 
+    @Test func anExistingFileIsKeptUnlessReplacing() throws {
+        let path = dir + "/held"
+        try SecretFiles.write([1], to: path)
+        #expect(throws: BreakGlassError("\(path): already exists; pass --force to replace it", kind: .badInput)) { try SecretFiles.write([2], to: path) }
+        #expect(try SecretFiles.read(path) == [1])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["held"], "a refused write left its temp file")
+        try SecretFiles.write([3], to: path, replacing: true)
+        #expect(try SecretFiles.read(path) == [3])
+        var warnings: [String] = []
+        _ = try SecretFiles.read(path) { warnings.append($0) }
+        #expect(warnings.isEmpty)
+        chmod(path, 0o640)
+        _ = try SecretFiles.read(path) { warnings.append($0) }
+        #expect(warnings == ["warning: \(path) is readable by group or others (mode 640); keep key and shard files at 0600"])
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
     @Test func writesAreAtomicAndNeverPartial() throws {
         let target = dir + "/sub/absent/file"
         #expect(throws: BreakGlassError("\(target): cannot create (No such file or directory)")) { try SecretFiles.write([1, 2, 3], to: target) }

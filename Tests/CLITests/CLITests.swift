@@ -1,4 +1,5 @@
 import Foundation
+import SpiffeIdentity
 import Testing
 import TestSupport
 
@@ -53,6 +54,44 @@ struct GoVectors: Decodable {
         }
     }
 
+    /// Neither command replaces a file without --force (recover never onto one
+    /// of its own shard files), and a key or shard file others can read is named.
+    @Test func noFileIsReplacedWithoutForce() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let key = String(repeating: "0f", count: 32)
+        let keyFile = dir.appendingPathComponent("k").path
+        try key.write(toFile: keyFile, atomically: true, encoding: .utf8)
+        chmod(keyFile, 0o644)
+        let shards = dir.appendingPathComponent("s").path
+        let split = ["shamir", "split", "--threshold", "2", "--shares", "3", "--root-key-file", keyFile, "--out", shards]
+        let first = try await cli(split)
+        #expect(first.status == 0)
+        #expect(first.stderr.contains("warning: \(keyFile) is readable by group or others (mode 644); keep key and shard files at 0600"))
+        chmod(keyFile, 0o600)
+        let s1 = shards + "/spike.recovery.1.txt", s2 = shards + "/spike.recovery.2.txt"
+        let shard2 = try String(contentsOfFile: s2, encoding: .utf8)
+        try "spike:1:not-a-shard".write(toFile: s1, atomically: true, encoding: .utf8)
+        let again = try await cli(split)
+        #expect(again.status == 64 && again.stderr.contains("\(s1): already exists; pass --force to replace it"))
+        #expect(try String(contentsOfFile: s1, encoding: .utf8) == "spike:1:not-a-shard", "a refused split changed a file")
+        let forced = try await cli(split + ["--force"])
+        #expect(forced.status == 0 && !forced.stderr.contains("warning"))
+        #expect(try String(contentsOfFile: s2, encoding: .utf8) == shard2)
+
+        let onto = try await cli(["shamir", "recover", "--threshold", "2", "--force", "--out", s2, s1, s2])
+        #expect(onto.status == 64 && onto.stderr.contains("--out \(s2) is the shard file \(s2)"))
+        #expect(try String(contentsOfFile: s2, encoding: .utf8) == shard2)
+        let out = dir.appendingPathComponent("out.key").path
+        try "keep".write(toFile: out, atomically: true, encoding: .utf8)
+        let taken = try await cli(["shamir", "recover", "--threshold", "2", "--out", out, s1, s2])
+        #expect(taken.status == 64 && taken.stderr.contains("\(out): already exists; pass --force to replace it"))
+        #expect(try String(contentsOfFile: out, encoding: .utf8) == "keep")
+        #expect(try await cli(["shamir", "recover", "--threshold", "2", "--force", "--out", out, s1, s2]).status == 0)
+        #expect(try String(contentsOfFile: out, encoding: .utf8) == key)
+        #expect(try mode(out) == 0o600)
+    }
+
     @Test func recoverErrorsNameTheFileAndWriteNothing() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -93,10 +132,68 @@ struct GoVectors: Decodable {
         #expect(r.stderr.contains("SPIKE_NEXUS_KEEPER_PEERS: entry 2 is not an https://host[:port][/prefix] URL"))
         let t = try await cli(["nexus"], env: ["SPIKE_NEXUS_KEEPER_PEERS": "https://a:1", "SPIKE_NEXUS_SHAMIR_THRESHOLD": "two"])
         #expect(t.status == 64 && t.stderr.contains("SPIKE_NEXUS_SHAMIR_THRESHOLD: expected a whole number"))
+        // Every bad setting is exit 64 and one line naming it: never a crash, never silently taken.
+        let onePeer = ["SPIKE_NEXUS_KEEPER_PEERS": "https://a:1", "SPIKE_NEXUS_SHAMIR_SHARES": "1", "SPIKE_NEXUS_SHAMIR_THRESHOLD": "1"]
+        for (variable, value, problem) in [
+            ("SPIKE_NEXUS_KEEPER_UPDATE_INTERVAL", "9999999999999999h", "expected a duration from 1s to 24h"),
+            ("SPIKE_NEXUS_KEEPER_UPDATE_INTERVAL", "1ns", "expected a duration from 1s to 24h"),
+            ("SPIKE_NEXUS_KEEPER_REQUEST_TIMEOUT", "1e400s", "expected a duration from 10ms to 5m"),
+            ("SPIKE_NEXUS_RECOVERY_MAX_INTERVAL", "2h", "expected a duration from 10ms to 1h"),
+            ("SPIKE_SYSTEM_LOG_LEVEL", "loud", "expected one of trace, debug, info, warn, error (got \"loud\")"),
+            ("SPIKE_NEXUS_KEEPER_PEERS", "https://a:99999", "entry 1 has port 99999; a port is 1...65535"),
+        ] {
+            let r = try await cli(["nexus"], env: onePeer.merging([variable: value]) { $1 })
+            #expect(r.status == 64, "\(variable)=\(value): exit \(r.status)")
+            #expect(r.stderr.contains("\(variable): \(problem)"), "\(variable)=\(value): \(r.stderr)")
+            #expect(r.stderr.split(separator: "\n").count == 1, "\(variable)=\(value): \(r.stderr)")
+        }
+        let loudKeeper = try await cli(["keeper"], env: ["SPIKE_SYSTEM_LOG_LEVEL": "loud"])
+        #expect(loudKeeper.status == 64 && loudKeeper.stderr.contains("SPIKE_SYSTEM_LOG_LEVEL: expected one of"))
+        let peers3 = "https://a:1,https://b:2,https://c:3"
+        let idsShort = try await cli(["nexus"], env: ["SPIKE_NEXUS_KEEPER_PEERS": peers3,
+                                                     "SPIKE_NEXUS_KEEPER_IDS": "spiffe://spike.ist/spike/keeper/1,spiffe://spike.ist/spike/keeper/2"])
+        #expect(idsShort.status == 64 && idsShort.stderr.contains(
+            "SPIKE_NEXUS_KEEPER_IDS: lists 2 IDs but SPIKE_NEXUS_KEEPER_PEERS lists 3 keepers (one ID per keeper, in the same order)"))
+        let idsRole = try await cli(["nexus"], env: ["SPIKE_NEXUS_KEEPER_PEERS": peers3,
+                                                    "SPIKE_NEXUS_KEEPER_IDS": "spiffe://spike.ist/spike/keeper/1,spiffe://spike.ist/spike/nexus"])
+        #expect(idsRole.status == 64 && idsRole.stderr.contains("SPIKE_NEXUS_KEEPER_IDS: entry 2, spiffe://spike.ist/spike/nexus, is not a keeper ID"))
         let k = try await cli(["keeper"], env: ["SPIKE_KEEPER_TLS_PORT": "localhost"])
         #expect(k.status == 64 && k.stderr.contains("SPIKE_KEEPER_TLS_PORT: expected [host]:port"))
         let f = try await cli(["keeper"], env: ["SPIKE_SVID_CERT_FILE": "/nonexistent/a.pem", "SPIKE_SVID_KEY_FILE": "/x", "SPIKE_SVID_BUNDLE_FILE": "/y"])
-        #expect(f.status == 64 && f.stderr.contains("/nonexistent/a.pem: no such file"))
+        #expect(f.status == 64 && f.stderr.contains("SPIKE_SVID_CERT_FILE: /nonexistent/a.pem: no such file"))
+    }
+
+    /// An own SVID that is expired, or of the other role, is one line naming
+    /// the SVID file, exit 64: nothing listens, nothing is asked of a keeper.
+    @Test func anUnusableOwnSVIDAtStartIsOneLine() async throws {
+        let dir = try temporaryDirectory("own-svid")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let pki = try DevelopmentPKI()
+        try pki.writeBundle(into: dir)
+        var expired = DevelopmentPKI.Flaws()
+        expired.notValidBefore = Date().addingTimeInterval(-7200)
+        expired.notValidAfter = Date().addingTimeInterval(-3600)
+        try pki.write(path: "/spike/keeper/1", name: "old-keeper", into: dir, flaws: expired)
+        try pki.write(path: "/spike/nexus", name: "old-nexus", into: dir, flaws: expired)
+        try pki.write(path: "/spike/nexus", name: "nexus", into: dir)
+        func files(_ name: String) -> [String: String] {
+            ["SPIKE_SVID_CERT_FILE": dir.appendingPathComponent("\(name).pem").path, "SPIKE_SVID_KEY_FILE": dir.appendingPathComponent("\(name).key").path,
+             "SPIKE_SVID_BUNDLE_FILE": dir.appendingPathComponent("bundle.pem").path, "SPIKE_KEEPER_TLS_PORT": "127.0.0.1:\(freePort())",
+             "SPIKE_NEXUS_TLS_PORT": "127.0.0.1:\(freePort())"]
+        }
+        let cert = { (name: String) in "SPIKE_SVID_CERT_FILE (\(dir.appendingPathComponent("\(name).pem").path)): the SVID " }
+        let oldKeeper = try await cli(["keeper"], env: files("old-keeper"))
+        #expect(oldKeeper.status == 64 && oldKeeper.stderr.contains(cert("old-keeper") + "spiffe://spike.ist/spike/keeper/1 expired at"), "\(oldKeeper.stderr)")
+        let wrongRole = try await cli(["keeper"], env: files("nexus"))
+        #expect(wrongRole.status == 64 && wrongRole.stderr.contains(cert("nexus") + "spiffe://spike.ist/spike/nexus is not a keeper ID"), "\(wrongRole.stderr)")
+        var nexusEnv = files("old-nexus")
+        nexusEnv["SPIKE_NEXUS_KEEPER_PEERS"] = "https://127.0.0.1:1"
+        nexusEnv["SPIKE_NEXUS_SHAMIR_SHARES"] = "1"
+        nexusEnv["SPIKE_NEXUS_SHAMIR_THRESHOLD"] = "1"
+        nexusEnv["SPIKE_NEXUS_DATA_DIR"] = dir.path
+        let oldNexus = try await cli(["nexus", "--allow-empty-store", "--deadline", "5"], env: nexusEnv)
+        #expect(oldNexus.status == 64 && oldNexus.stderr.contains(cert("old-nexus") + "spiffe://spike.ist/spike/nexus expired at"), "\(oldNexus.stderr)")
+        for r in [oldKeeper, wrongRole, oldNexus] { #expect(!r.stderr.contains("cannot listen")) }
     }
 }
 

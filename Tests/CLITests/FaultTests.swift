@@ -331,7 +331,7 @@ final class FaultWorld: @unchecked Sendable {
         let w = try await FaultWorld()
         defer { w.abandon() }  // only if it throws before `finish()`
         for round in 0..<3 {
-            let n = try w.nexus("nexus-\(round)", ["--deadline", "30"], env: ["SPIKE_NEXUS_KEEPER_UPDATE_INTERVAL": "20ms"])
+            let n = try w.nexus("nexus-\(round)", ["--deadline", "30"], env: ["SPIKE_NEXUS_KEEPER_UPDATE_INTERVAL": "1s"])  // the shortest allowed; the first round starts at step 11
             #expect(try await eventually(60) { !n.events("operational").isEmpty })
             try await Task.sleep(for: .milliseconds(Int.random(in: 0...150)))
             kill(n.process.processIdentifier, SIGKILL)

@@ -101,7 +101,7 @@ import TestSupport
     @Test func nexusInItsDistributionLoopExitsAtOnce() async throws {
         let w = try await NexusWorld(fill: true)
         var env = w.env(port: freePort())
-        env["SPIKE_NEXUS_KEEPER_UPDATE_INTERVAL"] = "200ms"
+        env["SPIKE_NEXUS_KEEPER_UPDATE_INTERVAL"] = "1s"  // the shortest allowed
         let (nexus, exit, err) = try start(["nexus"], env: env, dir: w.dir, name: "nexus")
         defer { if nexus.isRunning { kill(nexus.processIdentifier, SIGKILL) } }
         // Operational, then at least two distribution passes: it is in the loop.

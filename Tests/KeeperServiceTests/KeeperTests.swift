@@ -84,6 +84,13 @@ let badContributeBodies: [(String, String)] = [
         #expect(call("/v1/store/shard", "not json") == (400, "{\"shard\":null,\"Err\":\"api_bad_request\"}"))
         #expect(call("/v1/store/shard", "") == (400, "{\"shard\":null,\"Err\":\"api_bad_request\"}"))
         #expect(call("/v1/store/shard", "[]") == (400, "{\"shard\":null,\"Err\":\"api_bad_request\"}"))
+        // As a Go keeper: an empty action is the route itself, `null` an empty request.
+        #expect(call("/v1/store/contribute?action=", json(shardA)) == (200, "{}"))
+        #expect(call("/v1/store/shard?action=", "{}").0 == 200)
+        #expect(call("/v1/store/shard", "null").0 == 200)
+        #expect(call("/v1/store/shard", " null ").0 == 200)
+        #expect(call("/v1/store/shard?action=&x=1", "{}") == badRequest)
+        #expect(call("/v1/store/contribute", "null") == badRequest)
     }
 
     @Test func slotWipes() {
@@ -229,6 +236,11 @@ struct KeeperFixture {
         #expect(response.hasSuffix("\r\n\r\n" + expected))
         #expect(response.contains("Content-Type: application/json\r\n"))
         #expect(response.contains("Cache-Control: no-store, no-cache, must-revalidate, private\r\n"))
+        #expect(response.contains("Expires: 0\r\n") && response.contains("Pragma: no-cache\r\n"))
+        // Go's default route: an empty ?action= is the path's own route; a null body is an empty request.
+        #expect(await curl("nexus", "/v1/store/shard?action=", "{}") == expected)
+        #expect(await curl("nexus", "/v1/store/shard", "null") == expected)
+        #expect(await curl("nexus", "/v1/store/shard?action=get", "{}") == "{\"err\":\"api_bad_request\"}")
         keeper.terminate()  // SIGTERM
         guard await keeperExit.exited(within: .seconds(60)) else {
             kill(keeper.processIdentifier, SIGKILL)

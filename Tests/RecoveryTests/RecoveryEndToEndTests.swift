@@ -73,9 +73,9 @@ final class World: @unchecked Sendable {
         }
     }
 
-    /// A healthy keeper (empty until `fill`).
-    func addKeeper() async throws {
-        let k = KeeperServer(source: StaticX509Source(try pki.snapshot(path: "/spike/keeper/\(urls.count + 1)")), trustRoots: TrustRoots(),
+    /// A healthy keeper (empty until `fill`), presenting keeper/<its position> unless told otherwise.
+    func addKeeper(presenting path: String? = nil) async throws {
+        let k = KeeperServer(source: StaticX509Source(try pki.snapshot(path: path ?? "/spike/keeper/\(urls.count + 1)")), trustRoots: TrustRoots(),
                              logger: logger, group: group)
         try await k.start(host: "127.0.0.1", port: 0)
         keepers.append(k)
@@ -120,14 +120,15 @@ final class World: @unchecked Sendable {
     func recovery(deadline: Duration? = nil, maxBackoff: Duration = .milliseconds(200), initialBackoff: Duration = .milliseconds(50),
                   requestDeadline: Duration = .seconds(30), urls: [String]? = nil, shares: Int? = nil,
                   lateAnswerWait: Duration = .milliseconds(100), database: String? = nil, allowEmptyStore: Bool = false,
-                  observer: (@Sendable (TraceEntry) -> Void)? = nil) throws -> NexusRecovery {
+                  keeperIDs: [SpiffeID]? = nil, observer: (@Sendable (TraceEntry) -> Void)? = nil) throws -> NexusRecovery {
         let list = urls ?? self.urls
         let path = database ?? databasePath
         let config = RecoveryConfiguration(keepers: list, threshold: threshold, shares: shares ?? list.count, databasePath: path,
                                            maximumBackoff: maxBackoff, initialBackoff: initialBackoff, requestDeadline: requestDeadline,
                                            deadline: deadline, updateInterval: .seconds(3600), allowEmptyStore: allowEmptyStore,
-                                           lateAnswerWait: lateAnswerWait)
-        return NexusRecovery(config: config, client: MTLSKeeperClient(group: group, source: nexusSource, trustRoots: TrustRoots()),
+                                           lateAnswerWait: lateAnswerWait, keeperIDs: keeperIDs)
+        return NexusRecovery(config: config, client: MTLSKeeperClient(group: group, source: nexusSource, trustRoots: TrustRoots(),
+                                                                      pins: config.pinnedKeeperIDs),
                              store: SQLiteStore(path: path), holder: RootKeyHolder(), trace: try TraceRecorder(observer: observer), logger: logger)
     }
 
@@ -347,6 +348,41 @@ final class Gate: Sendable {
         await w.stop()
     }
 
+    /// SPIKE_NEXUS_KEEPER_IDS: a keeper presenting keeper/2's SVID at position 1
+    /// fails the handshake, counts as unreachable (both IDs in the reason) and
+    /// is never handed shard 1. Without the pin (Go's rule) it is handed shard
+    /// 1, which with its own shard 2 is the threshold: the root key.
+    @Test func pinnedKeeperIDsKeepShardsFromAMisplacedKeeper() async throws {
+        let w = try World()
+        try await w.addKeeper(presenting: "/spike/keeper/2")
+        try await w.addKeeper()
+        try await w.addKeeper()
+        w.fill(1)
+        w.fill(2)
+        let ids = try (1...3).map { try SpiffeID(parsing: "spiffe://spike.ist/spike/keeper/\($0)") }
+        let r = try w.recovery(keeperIDs: ids)
+        let outcome = await r.run(distributor: nil)
+        #expect(outcome.ending == .operational)
+        #expect(outcome.shardsUsed == [2, 3])
+        #expect(!r.trace.recorded.contains { $0.event == "shard_received" && $0.keeper == 1 })
+        #expect(await w.distributor(for: r).distributeOnce() == [2, 3])
+        #expect(!w.keepers[0].slot.isHeld)
+        // The refusal names both IDs (the recovery may have cancelled keeper 1's read
+        // once 2 and 3 answered; the distribution's contribute always reaches it).
+        let both = "peer spiffe://spike.ist/spike/keeper/2 refused: not spiffe://spike.ist/spike/keeper/1"
+        #expect(w.logs.all.contains { $0.contains("keeper 1 did not take its shard") && $0.contains(both) }, "\(w.logs.all)")
+
+        // The same world under Go's rule: the misplaced keeper gets shard 1.
+        var unpinned = r.config
+        unpinned.keeperIDs = nil
+        let goRule = ShardDistributor(config: unpinned, client: MTLSKeeperClient(group: w.group, source: w.nexusSource, trustRoots: TrustRoots()),
+                                      holder: r.holder, logger: w.logger)
+        #expect(await goRule.distributeOnce() == [1, 2, 3])
+        w.keepers[0].slot.withShard { held in #expect(held?.constantTimeEquals(w.shards[0]) == true) }
+        w.expectNoSecretsInLogs()
+        await w.stop()
+    }
+
     @Test func badConfigurationIsRejectedAtStepThree() async throws {
         let w = try World()
         try await w.addKeeper()
@@ -358,8 +394,23 @@ final class Gate: Sendable {
         func peersProblem(_ problem: String) -> SettingError { SettingError(setting: RecoveryConfiguration.peersVariable, problem: problem) }
         #expect(throws: peersProblem("entry 2 is not an https://host[:port][/prefix] URL")) { try RecoveryConfiguration.parsePeers("https://a:1,http://b:2") }
         #expect(throws: peersProblem("entry 2 is empty")) { try RecoveryConfiguration.parsePeers("https://a:1,,https://b:2") }
-        #expect(throws: peersProblem("entry 2 repeats an earlier keeper")) { try RecoveryConfiguration.parsePeers("https://a:1, https://a:1") }
+        #expect(throws: peersProblem("entry 2 repeats entry 1 (the same keeper)")) { try RecoveryConfiguration.parsePeers("https://a:1, https://a:1") }
+        #expect(throws: peersProblem("entry 2 repeats entry 1 (the same keeper)")) { try RecoveryConfiguration.parsePeers("https://h,https://H:443/") }
+        #expect(throws: peersProblem("entry 3 repeats entry 1 (the same keeper)")) {
+            try RecoveryConfiguration.parsePeers("HTTPS://keeper.example:8443/p,https://other:8443/p,https://Keeper.Example:8443/p")
+        }
+        #expect(throws: peersProblem("entry 1 has port 99999; a port is 1...65535")) { try RecoveryConfiguration.parsePeers("https://a:99999") }
+        #expect(throws: peersProblem("entry 1 has port 0; a port is 1...65535")) { try RecoveryConfiguration.parsePeers("https://a:0") }
+        #expect(try RecoveryConfiguration.parsePeers("https://h:8443,https://h:8444,https://h:8443/other").count == 3)
         #expect(try RecoveryConfiguration.parsePeers(" https://a:8443 ,https://b:8543/prefix/") == ["https://a:8443", "https://b:8543/prefix"])
+        let ids = try RecoveryConfiguration.parseKeeperIDs(" spiffe://spike.ist/spike/keeper/1 ,spiffe://spike.ist/spike/keeper/2", trustRoots: TrustRoots())
+        #expect(ids.map(\.description) == ["spiffe://spike.ist/spike/keeper/1", "spiffe://spike.ist/spike/keeper/2"])
+        func idsProblem(_ problem: String) -> SettingError { SettingError(setting: RecoveryConfiguration.keeperIDsVariable, problem: problem) }
+        #expect(throws: idsProblem("entry 2 repeats spiffe://spike.ist/spike/keeper/1")) {
+            try RecoveryConfiguration.parseKeeperIDs("spiffe://spike.ist/spike/keeper/1,spiffe://spike.ist/spike/keeper/1", trustRoots: TrustRoots())
+        }
+        let mismatched = RecoveryConfiguration(keepers: ["https://a:1", "https://b:2"], threshold: 2, shares: 2, databasePath: "/x", keeperIDs: [ids[0]])
+        #expect(throws: idsProblem("lists 1 IDs but SPIKE_NEXUS_KEEPER_PEERS lists 2 keepers (one ID per keeper, in the same order)")) { try mismatched.validate() }
         await w.stop()
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import NIOConcurrencyHelpers
+import SwiftASN1
 import Testing
 import X509
 @testable import SpiffeIdentity
@@ -34,6 +35,26 @@ import X509
         ]
         for (flaws, expected) in cases {
             await #expect(throws: expected) { try await verify(flaws) }
+        }
+    }
+
+    /// A known extension that does not parse refuses the SVID, in the leaf
+    /// rules (which file and Workload API sources run on their own SVID) and
+    /// in peer verification; it is never read as absent.
+    @Test func refusesAMalformedExtension() async throws {
+        let oids: [(String, ASN1ObjectIdentifier)] = [
+            ("subjectAltName", .X509ExtensionID.subjectAlternativeName), ("basicConstraints", .X509ExtensionID.basicConstraints),
+            ("keyUsage", .X509ExtensionID.keyUsage), ("extendedKeyUsage", .X509ExtensionID.extendedKeyUsage),
+            ("nameConstraints", .X509ExtensionID.nameConstraints), ("authorityKeyIdentifier", .X509ExtensionID.authorityKeyIdentifier),
+            ("subjectKeyIdentifier", .X509ExtensionID.subjectKeyIdentifier), ("authorityInfoAccess", .X509ExtensionID.authorityInformationAccess),
+        ]
+        #expect(oids.map(\.0) == SVIDVerifier.knownExtensions.map(\.name))
+        for (name, oid) in oids {
+            var flaws = DevelopmentPKI.Flaws()
+            flaws.malformedExtension = oid
+            let leaf = try pki.issue(path: "/spike/nexus", flaws: flaws).certificate
+            #expect(throws: SVIDError.malformedExtension(name)) { try SVIDVerifier.leafID(leaf) }
+            await #expect(throws: SVIDError.malformedExtension(name)) { try await verify(flaws) }
         }
     }
 

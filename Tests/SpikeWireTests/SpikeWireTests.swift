@@ -32,6 +32,7 @@ private func jsonArray(_ values: [Int]) -> String { "[" + values.map { String($0
         let largest = KeeperWire.contributeBody(SecretBytes(copying: [UInt8](repeating: 255, count: 32)))
         #expect(largest.count < KeeperWire.maximumRequestBytes)
         #expect(KeeperWire.cacheControl == "no-store, no-cache, must-revalidate, private")
+        #expect(KeeperWire.expires == "0" && KeeperWire.pragma == "no-cache")
     }
 
     @Test func errorBodiesAreGoBytes() {
