@@ -226,6 +226,7 @@ let package = Package(
             dependencies: [
                 "TestSupport", "MutualTLS", "SpiffeIdentity", "SecureMemory",
                 .product(name: "X509", package: "swift-certificates"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]),

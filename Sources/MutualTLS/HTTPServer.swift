@@ -37,10 +37,21 @@ public struct HTTPResponseData: Sendable {
 /// is closed after an idle period. The application answers through `respond`.
 public final class MTLSHTTPServer: Sendable {
     public struct Limits: Sendable {
-        /// Bodies over this many bytes are answered with `tooLargeResponse` and the connection closed.
+        /// Bodies over this many bytes are answered with `tooLargeResponse`
+        /// (at once, when the head declares the length) and the connection closed.
         public var maximumBodyBytes = 4096
         public var idleTimeout: TimeAmount = .seconds(60)
         public var handshakeTimeout: TimeAmount = .seconds(10)
+        /// From the handshake (or the previous response) to a complete request
+        /// head: a peer dripping header bytes cannot hold a connection.
+        public var requestHeadTimeout: TimeAmount = .seconds(10)
+        /// From a request head to its last body byte.
+        public var requestTimeout: TimeAmount = .seconds(30)
+        /// Open connections, handshakes included; one more is closed as soon as it is accepted.
+        public var maximumConnections = 1024
+        /// Refused handshakes are logged one line per this interval (the first
+        /// at once, the rest as a count), so a flood of them cannot fill the log.
+        public var refusalNoticeInterval: Duration = .seconds(10)
         public init() {}
     }
 
@@ -57,6 +68,7 @@ public final class MTLSHTTPServer: Sendable {
     private let listening = NIOLockedValueBox<(channel: Channel?, port: Int)>((nil, 0))
     /// Every accepted connection still open: `stop` asks each to finish, then closes what is left.
     private let connections = ConnectionSet()
+    private let notices = NIOLockedValueBox<RefusalNotices?>(nil)
     public var port: Int { listening.withLockedValue { $0.port } }
 
     public init(group: EventLoopGroup? = nil) {
@@ -76,26 +88,31 @@ public final class MTLSHTTPServer: Sendable {
         let contexts = TLSContextCache(source: source, side: .server)
         _ = try contexts.context()  // fail now, not on the first connection, if the SVID is unusable
         let connections = self.connections
+        let refused = RefusalNotices(interval: limits.refusalNoticeInterval, emit: onRefused)
+        notices.withLockedValue { $0 = refused }
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 512)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
+                guard connections.count < limits.maximumConnections else {
+                    refused.note("over \(limits.maximumConnections) open connections; closed at once")
+                    return channel.close()
+                }
                 connections.add(channel)
                 return channel.eventLoop.makeCompletedFuture {
                     let box = PeerIdentityBox()
                     let tls = NIOSSLServerHandler(
                         context: try contexts.context(),
                         customVerificationCallbackWithMetadata: PeerVerification.callback(
-                            source: source, policy: policy, box: box, onRefused: onRefused))
+                            source: source, policy: policy, box: box, onRefused: refused.note))
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(tls)
                     // After the TLS handler: it announces handshakeCompleted toward the tail.
                     try sync.addHandler(HandshakeDeadline(timeout: limits.handshakeTimeout))
                     try sync.addHandler(IdleStateHandler(readTimeout: limits.idleTimeout))
                     try sync.configureHTTPServerPipeline(withErrorHandling: true)
-                    try sync.addHandler(RequestHandler(box: box, limit: limits.maximumBodyBytes,
-                                                       tooLarge: tooLargeResponse, respond: responder))
+                    try sync.addHandler(RequestHandler(box: box, limits: limits, tooLarge: tooLargeResponse, respond: responder))
                 }
             }
         let channel = try await bootstrap.bind(host: host, port: port).get()
@@ -115,9 +132,11 @@ public final class MTLSHTTPServer: Sendable {
         }
         if let server {
             try? await server.close()  // no new connections from here on
-            // HTTP/1.1's pipeline handler closes an idle connection at once, a busy one after its response.
+            // RequestHandler closes an idle connection at once, a busy one after its response.
+            // (Not NIO's quiescing: its pipeline handler asserts when a malformed request's
+            // 400 comes after it has closed the connection.)
             for channel in connections.channels {
-                channel.eventLoop.execute { channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent()) }
+                channel.eventLoop.execute { channel.pipeline.fireUserInboundEventTriggered(ServerDrainEvent()) }
             }
             // Whichever comes first: every connection closed, or the limit.
             let waiter = NIOLockedValueBox<CheckedContinuation<Void, Never>?>(nil)
@@ -133,7 +152,58 @@ public final class MTLSHTTPServer: Sendable {
             }
             for channel in connections.channels { try? await channel.close() }
         }
+        notices.withLockedValue { $0 }?.flush()
         if ownsGroup { try? await group.shutdownGracefully() }
+    }
+}
+
+/// Sent down each connection by `stop`: finish the request in flight, take no more.
+struct ServerDrainEvent {}
+
+/// Rate-limited refusal lines: the first refusal of an interval is passed on
+/// at once; later ones in the same interval are counted and reported, with
+/// the last reason, when the next interval's first one arrives or at `flush`.
+final class RefusalNotices: Sendable {
+    private struct Window {
+        var started: ContinuousClock.Instant
+        var suppressed = 0
+        var lastReason = ""
+    }
+    private let window = NIOLockedValueBox<Window?>(nil)
+    private let interval: Duration
+    private let emit: @Sendable (String) -> Void
+
+    init(interval: Duration, emit: @escaping @Sendable (String) -> Void) {
+        self.interval = interval
+        self.emit = emit
+    }
+
+    func note(_ reason: String) {
+        let now = ContinuousClock.now
+        let lines: [String] = window.withLockedValue { w in
+            if let current = w, now - current.started < interval {
+                w!.suppressed += 1
+                w!.lastReason = reason
+                return []
+            }
+            let summary = w.flatMap(Self.summary)
+            w = Window(started: now)
+            return (summary.map { [$0] } ?? []) + [reason]
+        }
+        lines.forEach(emit)
+    }
+
+    /// Reports what the current interval has counted so far.
+    func flush() {
+        let line: String? = window.withLockedValue { w in
+            defer { if w != nil { w!.suppressed = 0 } }
+            return w.flatMap(Self.summary)
+        }
+        line.map(emit)
+    }
+
+    private static func summary(_ w: Window) -> String? {
+        w.suppressed == 0 ? nil : "\(w.suppressed) more refused since the line above (the last: \(w.lastReason))"
     }
 }
 
@@ -157,6 +227,7 @@ final class ConnectionSet: Sendable {
     }
 
     var channels: [Channel] { state.withLockedValue { Array($0.open.values) } }
+    var count: Int { state.withLockedValue { $0.open.count } }
 
     /// Calls `body` once no connection is open (at once if none is).
     func whenEmpty(_ body: @escaping @Sendable () -> Void) {
@@ -190,11 +261,12 @@ final class HandshakeDeadline: ChannelInboundHandler, RemovableChannelHandler {
         task = context.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
     }
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // Passed on before this handler leaves the pipeline, so the handlers after it see it.
+        context.fireUserInboundEventTriggered(event)
         if case TLSUserEvent.handshakeCompleted = event {
             task?.cancel()
             context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
         }
-        context.fireUserInboundEventTriggered(event)
     }
     func channelInactive(context: ChannelHandlerContext) {
         task?.cancel()
@@ -204,50 +276,89 @@ final class HandshakeDeadline: ChannelInboundHandler, RemovableChannelHandler {
 
 /// Collects one request (head + body up to the limit), asks the responder,
 /// writes the response with exact bytes. Keeps the connection alive when the
-/// client asked for it.
+/// client asked for it. Deadlines: a complete head within `requestHeadTimeout`
+/// of the handshake or of the previous response, the rest of the request
+/// within `requestTimeout` of its head; either missed closes the connection.
+/// A body over the limit is answered at once (from its declared length, or
+/// as soon as it crosses the limit) and the connection closed.
 final class RequestHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
     let box: PeerIdentityBox
     let limit: Int
+    let limits: MTLSHTTPServer.Limits
     let tooLarge: HTTPResponseData
     let respond: MTLSHTTPServer.Responder
     var head: HTTPRequestHead?
     var body: [UInt8] = []
-    var overLimit = false
+    /// Set once a request got its 413: the connection closes at the request's
+    /// end, or once `discardBudget` more body bytes (dropped unread) have come,
+    /// or at `refusalLinger`. Reading a little past the 413 lets a client
+    /// that is still sending its body see the answer instead of a reset.
+    var refusedTooLarge = false
+    var discardBudget = 0
+    static let discardBudgetBytes = 64 * 1024
+    static let refusalLinger: TimeAmount = .seconds(1)
+    var deadline: Scheduled<Void>?
+    /// From a request's head until its response is written.
+    var inFlight = false
+    /// `stop` asked: close once nothing is in flight, answer with `Connection: close`.
+    var draining = false
 
-    init(box: PeerIdentityBox, limit: Int, tooLarge: HTTPResponseData, respond: MTLSHTTPServer.Responder) {
+    init(box: PeerIdentityBox, limits: MTLSHTTPServer.Limits, tooLarge: HTTPResponseData, respond: MTLSHTTPServer.Responder) {
         self.box = box
-        self.limit = limit
+        self.limit = limits.maximumBodyBytes
+        self.limits = limits
         self.tooLarge = tooLarge
         self.respond = respond
     }
 
+    func arm(_ context: ChannelHandlerContext, _ timeout: TimeAmount) {
+        deadline?.cancel()
+        let channel = context.channel
+        deadline = context.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
+    }
+
+    func disarm() {
+        deadline?.cancel()
+        deadline = nil
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
+        let part = unwrapInboundIn(data)
+        if refusedTooLarge {
+            switch part {
+            case .body(let chunk):
+                discardBudget -= chunk.readableBytes
+                if discardBudget < 0 { context.close(promise: nil) }
+            case .end: context.close(promise: nil)
+            case .head: break
+            }
+            return
+        }
+        switch part {
         case .head(let h):
             head = h
+            inFlight = true
+            arm(context, limits.requestTimeout)
             body.removeAll(keepingCapacity: true)
             body.reserveCapacity(limit)  // no reallocation, so no unwiped copies left behind
-            overLimit = false
-            if let length = h.headers.first(name: "content-length").flatMap(Int.init), length > limit { overLimit = true }
+            if let length = h.headers.first(name: "content-length").flatMap(Int.init), length > limit {
+                refuseTooLarge(context: context, version: h.version)
+            }
         case .body(var chunk):
-            guard !overLimit else { return }
             if body.count + chunk.readableBytes > limit {
-                overLimit = true
                 SecureMemory.wipe(&body)
+                refuseTooLarge(context: context, version: head?.version ?? .http1_1)
                 return
             }
             body += chunk.readBytes(length: chunk.readableBytes) ?? []
         case .end:
+            disarm()
             guard let head else { return }
             self.head = nil
-            let keepAlive = head.isKeepAlive && !overLimit
-            if overLimit {
-                write(context: context, tooLarge, version: head.version, keepAlive: false)
-                return
-            }
+            let keepAlive = head.isKeepAlive
             guard let peer = box.id else {
                 context.close(promise: nil)  // cannot happen: the handshake sets it
                 return
@@ -275,7 +386,18 @@ final class RequestHandler: ChannelInboundHandler {
         }
     }
 
-    func write(context: ChannelHandlerContext, _ response: HTTPResponseData, version: HTTPVersion, keepAlive: Bool) {
+    /// 413 now, then close: the rest of the body is never read into memory.
+    func refuseTooLarge(context: ChannelHandlerContext, version: HTTPVersion) {
+        refusedTooLarge = true
+        discardBudget = Self.discardBudgetBytes
+        head = nil
+        write(context: context, tooLarge, version: version, keepAlive: false, closeWhenWritten: false)
+        arm(context, Self.refusalLinger)
+    }
+
+    func write(context: ChannelHandlerContext, _ response: HTTPResponseData, version: HTTPVersion, keepAlive: Bool,
+               closeWhenWritten: Bool = true) {
+        let keepAlive = keepAlive && !draining
         var headers = HTTPHeaders()
         if let type = response.contentType { headers.add(name: "Content-Type", value: type) }
         for (name, value) in response.extraHeaders { headers.add(name: name, value: value) }
@@ -288,14 +410,29 @@ final class RequestHandler: ChannelInboundHandler {
         context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
         let channel = context.channel
+        if keepAlive { arm(context, limits.requestHeadTimeout) }  // the next request's head
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         done.whenComplete { _ in
-            if !keepAlive { channel.close(promise: nil) }
+            handler.value.inFlight = false
+            if (!keepAlive && closeWhenWritten) || handler.value.draining { channel.close(promise: nil) }
         }
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is IdleStateHandler.IdleStateEvent { context.close(promise: nil) }
+        if case TLSUserEvent.handshakeCompleted = event { arm(context, limits.requestHeadTimeout) }
+        if event is ServerDrainEvent {
+            draining = true
+            if !inFlight { context.close(promise: nil) }
+            return
+        }
         context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        disarm()
+        SecureMemory.wipe(&body)
+        context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {

@@ -81,7 +81,7 @@ public final class MTLSClient: Sendable {
         // the channel becomes active (NIOSSL holds it until the handshake is
         // done) and the response completes the promise. The calling task only
         // waits, so a busy cooperative pool cannot delay the request.
-        let bootstrap = ClientBootstrap(group: eventLoop)
+        let makeBootstrap: @Sendable () -> ClientBootstrap = { ClientBootstrap(group: eventLoop)
             .connectTimeout(timeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
@@ -96,11 +96,23 @@ public final class MTLSClient: Sendable {
                     try sync.addHandler(ResponseCollector(promise: responsePromise, limit: limit, request: request))
                 }
             }
+        }
         let deadlineTask = eventLoop.scheduleTask(in: timeout) {
             responsePromise.fail(MTLSClientError.deadlineExceeded(milliseconds))
         }
         let connected = ChannelBox()
-        bootstrap.connect(host: target.host, port: target.port).whenComplete { result in
+        let connecting: EventLoopFuture<Channel>
+        if let address = target.ipAddress {
+            // No resolver for an address literal (the usual keeper URL).
+            connecting = makeBootstrap().connect(to: address)
+        } else {
+            // Started from the event loop, NIO resolves the name on a queue of that loop's
+            // own; from here it would use Dispatch's global pool, which blocked work elsewhere
+            // in the process can occupy (two threads on two cores) until the deadline.
+            let host = target.host, port = target.port
+            connecting = eventLoop.flatSubmit { makeBootstrap().connect(host: host, port: port) }
+        }
+        connecting.whenComplete { result in
             switch result {
             case .success(let channel):
                 connected.set(channel)
@@ -150,13 +162,16 @@ public final class MTLSClient: Sendable {
         let port: Int
         let path: String
         var hostHeader: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+        /// The host as an IP address, when it is one.
+        var ipAddress: SocketAddress? { try? SocketAddress(ipAddress: host, port: port) }
 
         init(_ url: String) throws {
             guard let components = URLComponents(string: url), components.scheme == "https",
                   let host = components.host, !host.isEmpty else {
                 throw MTLSClientError.badURL("expected https://host[:port]/path")
             }
-            self.host = host
+            // URLComponents keeps an IPv6 literal's brackets; the address itself has none.
+            self.host = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
             self.port = components.port ?? 443
             let path = components.percentEncodedPath.isEmpty ? "/" : components.percentEncodedPath
             self.path = components.percentEncodedQuery.map { path + "?" + $0 } ?? path

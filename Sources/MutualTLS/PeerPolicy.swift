@@ -115,6 +115,9 @@ final class TLSContextCache: Sendable {
             // Require a peer certificate; the custom callback does all verification (no hostname check).
             configuration.certificateVerification = .noHostnameVerification
             configuration.applicationProtocols = ["http/1.1"]
+            // A peer that never answers our close_notify holds its connection this long at most
+            // (NIOSSL's default is 5 s; a server closing a dripping or over-limit peer should not wait).
+            configuration.shutdownTimeout = .seconds(1)
             let context = try NIOSSLContext(configuration: configuration)
             entry = (snapshot.generation, context)
             return context

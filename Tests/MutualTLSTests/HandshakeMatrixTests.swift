@@ -1,5 +1,6 @@
 import Foundation
 import MutualTLS
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import SecureMemory
@@ -316,5 +317,132 @@ func startServer(_ ids: Identities, source: any X509Source, policy: PeerPolicy, 
         }
         #expect(seen == "spiffe://spike.ist/spike/keeper/rotated")
         await server.stop()
+    }
+
+    /// Runs tools-free python TLS clients (the standard library's ssl) as the nexus.
+    func python(_ script: String, _ args: [String]) async throws -> Finished {
+        let file = dir.appendingPathComponent("client-\(UUID().uuidString).py")
+        try script.write(to: file, atomically: true, encoding: .utf8)
+        return try await runToCompletion("/usr/bin/python3", [file.path, dir.appendingPathComponent("nexus.pem").path,
+                                                              dir.appendingPathComponent("nexus.key").path,
+                                                              dir.appendingPathComponent("bundle.pem").path] + args, timeout: 60)
+    }
+
+    static let connect = """
+        import socket, ssl, sys, time
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.load_verify_locations(sys.argv[3])
+        ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+        def tls(port):
+            s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)))
+            s.settimeout(20)
+            return s
+        def closed(s):
+            # Seconds until the server closed the connection; None when it stayed open (20 s).
+            started = time.time()
+            try:
+                while s.recv(4096):
+                    pass
+            except socket.timeout:
+                return None
+            except (ssl.SSLError, OSError):
+                pass
+            return round(time.time() - started, 1)
+
+        """
+
+    /// A client past mTLS that drips its request head is closed at the head
+    /// deadline (every byte would reset an idle timer); one that declares a
+    /// body over the limit is answered 413 before it sends it.
+    @Test func requestDeadlinesAndAnEarly413() async throws {
+        var limits = MTLSHTTPServer.Limits()
+        limits.requestHeadTimeout = .milliseconds(800)
+        limits.requestTimeout = .milliseconds(1500)
+        let counter = Counter()
+        let server = try await startServer(ids, source: try ids.source("/spike/keeper/1"), policy: .roles([.nexus], trustRoots: ids.roots),
+                                           counter: counter, limits: limits)
+        let r = try await python(Self.connect + """
+            port = int(sys.argv[4])
+            s = tls(port)
+            started = time.time()
+            try:
+                for b in b"POST /x HTTP/1.1\\r\\nHost: k\\r\\nX-Slow: " + b"a" * 100:
+                    s.sendall(bytes([b]))
+                    time.sleep(0.1)
+                print("drip: never closed")
+            except (ssl.SSLError, OSError):
+                print("drip: closed after %.1f s" % (time.time() - started))
+            s = tls(port)
+            s.sendall(b"POST /x HTTP/1.1\\r\\nHost: k\\r\\nContent-Length: 10000000\\r\\n\\r\\n")
+            print("big:", s.recv(4096).split(b"\\r\\n")[0].decode(), "closed" if closed(s) is not None else "open")
+            s = tls(port)
+            s.sendall(b"POST /x HTTP/1.1\\r\\nHost: k\\r\\nContent-Length: 10\\r\\n\\r\\n{")
+            print("slow body:", closed(s))
+            """, [String(server.port)])
+        #expect(r.status == 0, "\(r.stderr)")
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        // Closed at the 0.8 s head deadline (plus the 1 s TLS shutdown wait), long before the ~11 s the drip takes.
+        let drip = lines.first.flatMap { $0.hasPrefix("drip: closed after ") ? Double($0.dropFirst("drip: closed after ".count).dropLast(2)) : nil }
+        #expect(drip.map { $0 < 6 } == true, "\(r.stdout)")
+        #expect(lines.contains("big: HTTP/1.1 413 Payload Too Large closed"), "\(r.stdout)")
+        // Closed at the 1.5 s request deadline: well before the 20 s the client waits, or the 60 s idle timeout.
+        let slow = lines.last.flatMap { $0.hasPrefix("slow body: ") ? Double($0.dropFirst("slow body: ".count)) : nil }
+        #expect(slow.map { $0 < 10 } == true, "\(r.stdout)")
+        #expect(counter.value == 0)
+        await server.stop()
+    }
+
+    /// Connections over the cap are closed at once, and the refused handshakes
+    /// of a flood (50 pilot SVIDs at a keeper) are a few lines with a count, not one line each.
+    @Test func connectionCapAndRateLimitedRefusals() async throws {
+        var limits = MTLSHTTPServer.Limits()
+        limits.maximumConnections = 4
+        limits.refusalNoticeInterval = .seconds(60)
+        let lines = NIOLockedValueBox<[String]>([])
+        let server = MTLSHTTPServer(group: MultiThreadedEventLoopGroup.singleton)
+        try await server.start(host: "127.0.0.1", port: 0, source: try ids.source("/spike/keeper/1"), policy: .roles([.nexus], trustRoots: ids.roots),
+                               limits: limits, tooLargeResponse: HTTPResponseData(status: .payloadTooLarge, body: []),
+                               onRefused: { line in lines.withLockedValue { $0.append(line) } },
+                               responder: .immediate { _ in HTTPResponseData(status: .ok, body: Array("{}".utf8)) })
+        let r = try await python(Self.connect + """
+            port = int(sys.argv[4])
+            held = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+            time.sleep(0.5)
+            extra = socket.create_connection(("127.0.0.1", port))
+            extra.settimeout(20)
+            print("fifth:", closed(extra))
+            for h in held: h.close()
+            time.sleep(0.5)
+            s = tls(port)
+            s.sendall(b"POST /x HTTP/1.1\\r\\nHost: k\\r\\nContent-Length: 2\\r\\n\\r\\n{}")
+            print("after:", s.recv(4096).split(b"\\r\\n")[0].decode())
+            s.close()
+            pilot = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            pilot.check_hostname = False
+            pilot.verify_mode = ssl.CERT_NONE
+            pilot.load_cert_chain(sys.argv[5], sys.argv[6])
+            refused = 0
+            for _ in range(50):
+                try:
+                    a = pilot.wrap_socket(socket.create_connection(("127.0.0.1", port)))
+                    a.sendall(b"POST /x HTTP/1.1\\r\\nHost: k\\r\\n\\r\\n")
+                    a.recv(10)
+                except (ssl.SSLError, OSError):
+                    pass
+                refused += 1
+            print("refused:", refused)
+            """, [String(server.port), dir.appendingPathComponent("pilot.pem").path, dir.appendingPathComponent("pilot.key").path])
+        #expect(r.status == 0, "\(r.stderr)")
+        // At once: not at the handshake deadline (10 s) nor never.
+        let fifth = r.stdout.split(separator: "\n").first { $0.hasPrefix("fifth: ") }.flatMap { Double($0.dropFirst("fifth: ".count)) }
+        #expect(fifth.map { $0 < 5 } == true, "\(r.stdout)")
+        #expect(r.stdout.contains("after: HTTP/1.1 200 OK"), "\(r.stdout)")
+        await server.stop()
+        let logged = lines.withLockedValue { $0 }
+        // One line at once (the over-cap close), then everything else as one count at stop.
+        #expect(logged.count == 2, "\(logged)")
+        #expect(logged.first == "over 4 open connections; closed at once")
+        #expect(logged.last?.hasPrefix("50 more refused since the line above (the last: ") == true, "\(logged)")
     }
 }
