@@ -24,6 +24,7 @@ public struct X509Snapshot: Sendable {
 
     /// When the leaf expires; TLS layers refuse to present it afterwards.
     public var notAfter: Date { chain[0].notValidAfter }
+    public var notBefore: Date { chain[0].notValidBefore }
     /// False only for test snapshots made by `presenting`, which must reach
     /// the peer even when broken or expired.
     public let leafRulesChecked: Bool
@@ -174,13 +175,23 @@ public final class FileX509Source: X509Source, Service, Sendable {
     public let watchInterval: Duration
     private let onReject: @Sendable (String) -> Void
     private let onChange: @Sendable (X509Snapshot) -> Void
+    /// Why a newly loaded SVID must not replace the current one (nil: take it).
+    private let refusal: @Sendable (X509Snapshot) -> String?
+    /// The wall clock of the expiry checks (tests move it instead of waiting).
+    private let now: @Sendable () -> Date
+    /// The generation whose expiry has been reported (once per SVID).
+    private let reportedExpiry = NIOLockedValueBox<UInt64?>(nil)
 
     /// Loads the files now (an error names the file and the problem).
     public init(certFile: String, keyFile: String, bundleFile: String, trustDomains: [String],
                 watchInterval: Duration = .milliseconds(500),
                 onReject: @escaping @Sendable (String) -> Void = { _ in },
-                onChange: @escaping @Sendable (X509Snapshot) -> Void = { _ in }) throws(X509SourceError) {
+                onChange: @escaping @Sendable (X509Snapshot) -> Void = { _ in },
+                refusal: @escaping @Sendable (X509Snapshot) -> String? = { _ in nil },
+                now: @escaping @Sendable () -> Date = Date.init) throws(X509SourceError) {
         self.watchInterval = watchInterval
+        self.refusal = refusal
+        self.now = now
         self.certFile = certFile
         self.keyFile = keyFile
         self.bundleFile = bundleFile
@@ -194,13 +205,15 @@ public final class FileX509Source: X509Source, Service, Sendable {
 
     /// From the environment; nil when none of the three variables is set.
     public static func fromEnvironment(_ env: [String: String], trustDomains: [String],
-                                       onReject: @escaping @Sendable (String) -> Void = { _ in }) throws(X509SourceError) -> FileX509Source? {
+                                       onReject: @escaping @Sendable (String) -> Void = { _ in },
+                                       refusal: @escaping @Sendable (X509Snapshot) -> String? = { _ in nil }) throws(X509SourceError) -> FileX509Source? {
         let values = [certVariable, keyVariable, bundleVariable].map { env[$0].flatMap { $0.isEmpty ? nil : $0 } }
         if values.allSatisfy({ $0 == nil }) { return nil }
         for (name, value) in zip([certVariable, keyVariable, bundleVariable], values) where value == nil {
             throw .missingSetting(name)
         }
-        return try FileX509Source(certFile: values[0]!, keyFile: values[1]!, bundleFile: values[2]!, trustDomains: trustDomains, onReject: onReject)
+        return try FileX509Source(certFile: values[0]!, keyFile: values[1]!, bundleFile: values[2]!, trustDomains: trustDomains,
+                                  onReject: onReject, refusal: refusal)
     }
 
     public var current: X509Snapshot { loaded.withLockedValue { $0.snapshot } }
@@ -213,6 +226,7 @@ public final class FileX509Source: X509Source, Service, Sendable {
             while true {
                 try await Task.sleep(for: interval)
                 self.reloadIfChanged()
+                self.reportExpiry()
             }
         }
     }
@@ -226,6 +240,15 @@ public final class FileX509Source: X509Source, Service, Sendable {
         do {
             let next = try Self.load(certFile: certFile, keyFile: keyFile, bundleFile: bundleFile, trustDomains: trustDomains,
                                      generation: generation + 1)
+            let clock = now()
+            let problem = clock > next.notAfter ? "the new SVID \(next.id) expired at \(next.notAfter)"
+                : clock < next.notBefore ? "the new SVID \(next.id) is not valid before \(next.notBefore)"
+                : refusal(next)
+            if let problem {
+                loaded.withLockedValue { $0.fingerprint = stamps }
+                onReject("\(certFile): SVID files changed but were not taken, keeping the previous SVID: \(problem)")
+                return false
+            }
             loaded.withLockedValue {
                 $0.snapshot = next
                 $0.fingerprint = stamps
@@ -237,6 +260,21 @@ public final class FileX509Source: X509Source, Service, Sendable {
             loaded.withLockedValue { $0.fingerprint = stamps }
             onReject("SVID files changed but were not loaded, keeping the previous SVID: \(error)")
             return false
+        }
+    }
+
+    /// Says once, per SVID, that the current one has expired: connections then
+    /// fail (it is never presented) until the files hold a newer one.
+    public func reportExpiry() {
+        let snapshot = current
+        guard now() > snapshot.notAfter else { return }
+        let first = reportedExpiry.withLockedValue { reported -> Bool in
+            defer { reported = snapshot.generation }
+            return reported != snapshot.generation
+        }
+        if first {
+            onReject("\(certFile): the SVID \(snapshot.id) expired at \(snapshot.notAfter) and the files hold no newer one; "
+                     + "no connection can be made with it")
         }
     }
 

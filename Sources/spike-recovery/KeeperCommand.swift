@@ -34,7 +34,7 @@ struct KeeperCommand: AsyncParsableCommand {
             if let metrics = try await Settings.metricsEndpoint(metricsAddress) { services.append(.init(service: metrics)) }
             let address = try Settings.listenAddress("SPIKE_KEEPER_TLS_PORT", default: ":8443")
             let roots = try Settings.trustRoots()
-            let source = try await Settings.x509Source(trustRoots: roots, logger: logger)
+            let source = try await Settings.x509Source(role: .keeper, trustRoots: roots, logger: logger)
             let me = try Settings.requireOwnRole(.keeper, source: source, trustRoots: roots)
             services.append(.init(service: source))
             keeper = KeeperServer(source: source, trustRoots: roots, logger: logger)

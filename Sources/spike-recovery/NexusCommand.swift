@@ -194,7 +194,7 @@ struct NexusSettings {
         } catch {
             throw OperatorError(error.description, exitCode: 64)
         }
-        let source = try await Settings.x509Source(trustRoots: roots, logger: logger)
+        let source = try await Settings.x509Source(role: .nexus, trustRoots: roots, logger: logger)
         _ = try Settings.requireOwnRole(.nexus, source: source, trustRoots: roots)
         let listen = try Settings.listenAddress("SPIKE_NEXUS_TLS_PORT", default: ":8553")
         return NexusSettings(config: config, roots: roots, source: source, listen: listen)

@@ -141,11 +141,13 @@ enum Settings {
     /// The SVID source: files when SPIKE_SVID_*_FILE are set (watched for
     /// rotation while it runs as a Service), otherwise the Workload API at
     /// SPIFFE_ENDPOINT_SOCKET (followed while it runs).
-    static func x509Source(trustRoots: TrustRoots, logger: Logger) async throws -> any X509Source & Service {
+    /// Rotated files must hold an SVID of `role` (a keeper never starts presenting a nexus ID).
+    static func x509Source(role: SpikeRole, trustRoots: TrustRoots, logger: Logger) async throws -> any X509Source & Service {
         let domains = Array(Set(SpikeRole.allCases.flatMap { trustRoots.roots(for: $0) })).sorted()
         do {
-            if let files = try FileX509Source.fromEnvironment(environment, trustDomains: domains,
-                                                              onReject: { logger.warning("\($0)") }) {
+            if let files = try FileX509Source.fromEnvironment(
+                environment, trustDomains: domains, onReject: { logger.warning("\($0)") },
+                refusal: { trustRoots.id($0.id, hasRole: role) ? nil : "\($0.id) is not a \(role.rawValue) ID" }) {
                 return files
             }
         } catch {

@@ -2,26 +2,26 @@ import Foundation
 import Testing
 import TestSupport
 
+/// Starts `binary args` with output to files in `dir` (nothing blocks on a pipe).
+func start(_ args: [String], env: [String: String], dir: URL, name: String) throws -> (Process, ExitWatch, URL) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: binary)
+    p.arguments = args
+    p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
+    let err = dir.appendingPathComponent("\(name).err")
+    _ = FileManager.default.createFile(atPath: err.path, contents: nil)
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = try FileHandle(forWritingTo: err)
+    let watch = ExitWatch(p)
+    try p.run()
+    return (p, watch, err)
+}
+
+func text(_ url: URL) -> String { (try? String(contentsOf: url, encoding: .utf8)) ?? "" }
+
 /// SIGTERM on real processes: graceful shutdown in the order the commands
 /// state, exit 0, within 3 s.
 @Suite(.serialized, .timeLimit(.minutes(5))) struct ShutdownProcessTests {
-    /// Starts `binary args` with output to files in `dir` (nothing blocks on a pipe).
-    func start(_ args: [String], env: [String: String], dir: URL, name: String) throws -> (Process, ExitWatch, URL) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = args
-        p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
-        let err = dir.appendingPathComponent("\(name).err")
-        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = try FileHandle(forWritingTo: err)
-        let watch = ExitWatch(p)
-        try p.run()
-        return (p, watch, err)
-    }
-
-    func text(_ url: URL) -> String { (try? String(contentsOf: url, encoding: .utf8)) ?? "" }
-
     /// SIGTERM, then: exited within 3 s, status 0, and its last log line says `stopped`.
     func expectGracefulExit(_ p: Process, _ exit: ExitWatch, log: URL, saying stopped: String,
                             sourceLocation: SourceLocation = #_sourceLocation) async {

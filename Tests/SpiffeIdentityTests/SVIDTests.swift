@@ -161,6 +161,41 @@ import X509
         #expect(watched.reloadIfChanged())
         #expect(watched.current.id.description == "spiffe://spike.ist/spike/keeper/next")
     }
+
+    /// Rotated files that hold an expired SVID, or one of another role, are
+    /// refused with one warning naming the file; the previous SVID stays. An
+    /// SVID that expires in place is reported once.
+    @Test func rotationRefusesExpiredAndForeignRoleSVIDs() throws {
+        let rejected = Locked<[String]>([])
+        let clock = Locked<[Date]>([Date()])
+        let roots = TrustRoots()
+        let watched = try FileX509Source(certFile: path("svid.pem"), keyFile: path("svid.key"), bundleFile: path("bundle.pem"),
+                                         trustDomains: ["spike.ist"], onReject: { rejected.append($0) },
+                                         refusal: { roots.id($0.id, hasRole: .keeper) ? nil : "\($0.id) is not a keeper ID" },
+                                         now: { clock.value.last! })
+        try pki.write(path: "/spike/nexus", name: "svid", into: dir)
+        #expect(!watched.reloadIfChanged())
+        #expect(watched.current.id.description == "spiffe://spike.ist/spike/keeper/1")
+        #expect(rejected.value.last == "\(path("svid.pem")): SVID files changed but were not taken, keeping the previous SVID: "
+                + "spiffe://spike.ist/spike/nexus is not a keeper ID")
+        var expired = DevelopmentPKI.Flaws()
+        expired.notValidBefore = Date().addingTimeInterval(-7200)
+        expired.notValidAfter = Date().addingTimeInterval(-3600)
+        try pki.write(path: "/spike/keeper/1", name: "svid", into: dir, flaws: expired)
+        #expect(!watched.reloadIfChanged())
+        #expect(rejected.value.count == 2 && rejected.value.last?.contains(": the new SVID spiffe://spike.ist/spike/keeper/1 expired at") == true)
+        #expect(watched.current.generation == 1)
+        // A good one is taken; once it expires in place, that is said once.
+        try pki.write(path: "/spike/keeper/1", name: "svid", into: dir, validFor: 600)
+        #expect(watched.reloadIfChanged())
+        watched.reportExpiry()
+        #expect(rejected.value.count == 2)
+        clock.append(Date().addingTimeInterval(3600))
+        watched.reportExpiry()
+        watched.reportExpiry()
+        #expect(rejected.value.count == 3)
+        #expect(rejected.value.last?.hasPrefix("\(path("svid.pem")): the SVID spiffe://spike.ist/spike/keeper/1 expired at") == true)
+    }
 }
 
 final class Locked<T>: @unchecked Sendable {
