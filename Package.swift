@@ -203,7 +203,7 @@ let package = Package(
         .target(name: "FuzzTargets", dependencies: ["SpikeWire", "SecretJSON", "SpiffeIdentity", "ShamirVectors", "SecureMemory"]),
         .executableTarget(name: "spike-fuzz", dependencies: ["FuzzTargets"]),
         // Run under valgrind by tools/ct-check, always from a release build (the code as it ships).
-        .executableTarget(name: "ct-harness", dependencies: ["Shamir", "ScalarField", "SecureMemory", "ShamirCore"]),
+        .executableTarget(name: "ct-harness", dependencies: ["Shamir", "ScalarField", "SecureMemory", "ShamirCore", "SpikeWire", "SecretJSON"]),
 
         // Helpers every test target shares: child processes off the cooperative
         // pool, loopback ports from one ledger, test keys.

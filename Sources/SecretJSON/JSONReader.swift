@@ -142,28 +142,40 @@ public struct JSONReader {
     mutating func byteArray() -> SecretBytes? {
         var i = index + 1
         var count = 0
-        func space() { while i < bytes.count, [0x20, 0x09, 0x0a, 0x0d].contains(bytes[i]) { i += 1 } }
+        // Which bytes are digits is declassified (it is the text's shape: each
+        // number's digit count, as its length shows); the digit values are
+        // never branched on, and a bad value is found by a mask read once.
+        func isDigit(_ c: UInt8) -> Bool {
+            let d = Int(c) &- 0x30
+            return ConstantTime.declassified(UInt64(truncatingIfNeeded: ~((d | (9 &- d)) >> (Int.bitWidth - 1)) & 1)) == 1
+        }
+        func space() { while i < bytes.count, !isDigit(bytes[i]), [0x20, 0x09, 0x0a, 0x0d].contains(bytes[i]) { i += 1 } }
         func literal() -> Int? {
             let start = i
             var v = 0
-            while i < bytes.count, bytes[i] >= 0x30, bytes[i] <= 0x39, i - start < 4 {
-                v = v * 10 + Int(bytes[i] - 0x30)
+            while i < bytes.count, i - start < 4, isDigit(bytes[i]) {
+                v = v &* 10 &+ Int(bytes[i] &- 0x30)
                 i += 1
             }
             let length = i - start
-            guard length >= 1, length <= 3, v <= 255, !(length > 1 && bytes[start] == 0x30) else { return nil }
-            // A fraction or exponent makes it a general number.
+            guard length >= 1, length <= 3 else { return nil }
+            // Over 255, or a leading zero in a longer number: one mask, read once.
+            let over = (255 &- v) >> (Int.bitWidth - 1)
+            let first = Int(bytes[start]) &- 0x30
+            let leadingZero = length > 1 ? ~((first | (0 &- first)) >> (Int.bitWidth - 1)) : 0
+            guard ConstantTime.declassified(UInt64(truncatingIfNeeded: (over | leadingZero) & 1)) == 0 else { return nil }
+            // A fraction or exponent makes it a general number (the next byte is not a digit: public).
             if i < bytes.count, [UInt8(ascii: "."), UInt8(ascii: "e"), UInt8(ascii: "E")].contains(bytes[i]) { return nil }
             return v
         }
         space()
-        if i < bytes.count, bytes[i] == UInt8(ascii: "]") { return nil }  // [] stays a general empty array
+        if i < bytes.count, !isDigit(bytes[i]), bytes[i] == UInt8(ascii: "]") { return nil }  // [] stays a general empty array
         while true {
             space()
             guard literal() != nil else { return nil }
             count += 1
             space()
-            guard i < bytes.count else { return nil }
+            guard i < bytes.count, !isDigit(bytes[i]) else { return nil }
             if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
             if bytes[i] == UInt8(ascii: "]") { break }
             return nil
@@ -174,7 +186,7 @@ public struct JSONReader {
         out.withUnsafeMutableBytes { raw in
             for k in 0..<count {
                 space()
-                raw[k] = UInt8(literal()!)
+                raw[k] = UInt8(truncatingIfNeeded: literal()!)
                 space()
                 i += 1  // ',' or ']'
             }

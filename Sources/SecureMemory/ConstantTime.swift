@@ -26,5 +26,17 @@ public enum ConstantTime {
         secret.withUnsafeBytes { csm_declassify($0.baseAddress, $0.count) }
     }
 
+    /// The same for raw bytes (harness only: part of a text marked secret).
+    public static func classify(_ raw: UnsafeRawBufferPointer) { csm_classify(raw.baseAddress, raw.count) }
+    public static func declassify(_ raw: UnsafeRawBufferPointer) { csm_declassify(raw.baseAddress, raw.count) }
+
+    /// Whether `a == b`, computed by mask and then made public: for a byte of
+    /// a secret text whose only public fact is whether it is that separator.
+    @inline(__always)
+    public static func declassifiedEqual(_ a: UInt8, _ b: UInt8) -> Bool {
+        let d = Int(a ^ b)
+        return declassified(UInt64(truncatingIfNeeded: ((d &- 1) >> (Int.bitWidth - 1)) & 1)) == 1
+    }
+
     public static var runningOnValgrind: Bool { csm_running_on_valgrind() != 0 }
 }

@@ -70,10 +70,12 @@ public final class SecretBytes: @unchecked Sendable, CustomStringConvertible, Cu
     public func wipe() { csm_wipe(base, Swift.max(count, 1)) }
 
     /// True when every byte is zero; the time taken depends only on `count`.
+    /// Whether every byte is zero; only that answer is revealed (one
+    /// declassified value at the end, no branch on any byte).
     public var isAllZero: Bool {
         var acc: UInt8 = 0
         for i in 0..<count { acc |= base.load(fromByteOffset: i, as: UInt8.self) }
-        return acc == 0
+        return ConstantTime.declassified(UInt64(acc)) == 0
     }
 
     /// Equality whose time depends only on the lengths.
@@ -131,12 +133,14 @@ extension SecretBytes {
         var ok = true
         value.withUnsafeMutableBytes { out in
             var i = hex.startIndex
+            var bad: UInt8 = 0  // any nibble of 255 sets a high bit; read once, at the end
             for k in 0..<out.count {
                 let hi = hexNibble(hex[i]), lo = hexNibble(hex[hex.index(after: i)])
-                if hi > 15 || lo > 15 { ok = false }
+                bad |= (hi | lo) & 0xf0
                 out[k] = (hi << 4) | (lo & 0x0f)
                 i = hex.index(i, offsetBy: 2)
             }
+            ok = ConstantTime.declassified(UInt64(bad)) == 0
         }
         guard ok else {
             value.wipe()
@@ -145,14 +149,18 @@ extension SecretBytes {
         return value
     }
 
-    /// 0…15 for a hex digit, 255 otherwise.
+    /// 0…15 for a hex digit (either case), 255 otherwise; by masks, so
+    /// neither a branch nor a memory index depends on the character.
+    @inline(__always)
     static func hexNibble(_ c: UInt8) -> UInt8 {
-        switch c {
-        case 0x30...0x39: c - 0x30
-        case 0x61...0x66: c - 0x61 + 10
-        case 0x41...0x46: c - 0x41 + 10
-        default: 255
-        }
+        let x = Int(c)
+        let digit = x &- 0x30             // 0…9 for '0'…'9'
+        let letter = (x | 0x20) &- 0x61   // 0…5 for 'a'…'f' and 'A'…'F'
+        // All ones when 0 <= v <= limit: neither v nor limit − v is negative.
+        func within(_ v: Int, _ limit: Int) -> Int { ~((v | (limit &- v)) >> (Int.bitWidth - 1)) }
+        let isDigit = within(digit, 9), isLetter = within(letter, 5)
+        let value = (digit & isDigit) | ((letter &+ 10) & isLetter) | (255 & ~(isDigit | isLetter))
+        return UInt8(truncatingIfNeeded: value)
     }
 }
 

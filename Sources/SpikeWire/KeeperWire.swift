@@ -49,14 +49,23 @@ public enum KeeperWire {
     }
 
     /// `[a,b,…]` in decimal, written digit by digit (no intermediate strings).
+    /// The digits come from arithmetic on the secret byte, never a branch or a
+    /// table; only each number's digit count is declassified, which Go's
+    /// format (no leading zeros) puts in the text's length anyway.
     static func appendArray(_ bytes: SecretBytes, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "["))
         bytes.withUnsafeBytes { raw in
-            for (i, b) in raw.enumerated() {
+            for i in 0..<raw.count {
                 if i > 0 { out.append(UInt8(ascii: ",")) }
-                if b >= 100 { out.append(0x30 + b / 100) }
-                if b >= 10 { out.append(0x30 + (b / 10) % 10) }
-                out.append(0x30 + b % 10)
+                let b = UInt32(raw[i])
+                let hundreds = UInt8(truncatingIfNeeded: b / 100), tens = UInt8(truncatingIfNeeded: (b / 10) % 10)
+                let ones = UInt8(truncatingIfNeeded: b % 10)
+                // For b <= 255: (b + 246) >> 8 is 1 exactly when b >= 10, (b + 156) >> 8 when b >= 100.
+                let extra = ((b &+ 246) >> 8) + ((b &+ 156) >> 8)
+                let digits = 1 + Int(ConstantTime.declassified(UInt64(extra)))
+                if digits == 3 { out.append(0x30 &+ hundreds) }
+                if digits >= 2 { out.append(0x30 &+ tens) }
+                out.append(0x30 &+ ones)
             }
         }
         out.append(UInt8(ascii: "]"))

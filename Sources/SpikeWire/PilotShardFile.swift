@@ -30,8 +30,9 @@ public enum PilotShardFile {
     /// straight into a wiping buffer; errors never echo the content.
     public static func parse(_ bytes: [UInt8]) throws(Problem) -> (id: Int, value: SecretBytes) {
         var content = bytes[...]
-        if content.last == 0x0a { content = content.dropLast() }
-        if content.last == 0x0d { content = content.dropLast() }
+        // The last bytes may be hex digits (secret): only "is it the line end" is made public.
+        if let last = content.last, ConstantTime.declassifiedEqual(last, 0x0a) { content = content.dropLast() }
+        if let last = content.last, ConstantTime.declassifiedEqual(last, 0x0d) { content = content.dropLast() }
         guard content.count <= prefix.count + 4 + 1 + 64 else { throw .tooLong(bytes.count) }
         guard content.starts(with: Array(prefix.utf8)) else { throw .noPrefix }
         let rest = content.dropFirst(prefix.count)

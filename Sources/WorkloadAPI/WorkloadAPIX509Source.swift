@@ -96,7 +96,8 @@ public final class WorkloadAPIX509Source: X509Source, Service, Sendable {
                 call: {
                     let request = ClientRequest(message: X509SVIDRequest(), metadata: WorkloadAPIConnection.securityHeader)
                     try await connection.api.fetchX509SVID(request: request, options: WorkloadAPIConnection.streamOptions) { response in
-                        for try await message in response.messages { self.accept(message) }
+                        // `var`: accept gets the only copy, so its key bytes are wiped where they lie.
+                        for try await var message in response.messages { self.accept(&message) }
                     }
                 },
                 lost: { why, retryIn in self.streamLost(why, retryIn: retryIn) })
@@ -104,8 +105,8 @@ public final class WorkloadAPIX509Source: X509Source, Service, Sendable {
         state.withLockedValue { $0.follower = task }
     }
 
-    private func accept(_ message: X509SVIDResponse) {
-        defer { X509Response.wipeKeys(message) }
+    private func accept(_ message: inout X509SVIDResponse) {
+        defer { X509Response.wipeKeys(&message) }
         let generation = state.withLockedValue { ($0.snapshot?.generation ?? 0) + 1 }
         do {
             let next = try X509Response.snapshot(message, selecting: options.selector, generation: generation)

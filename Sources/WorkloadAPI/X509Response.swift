@@ -57,12 +57,13 @@ enum X509Response {
         }
     }
 
-    /// Zeroes the key bytes of a received message in place (writing through
-    /// its storage rather than mutating the value, which would only zero a
-    /// fresh copy). Copies inside gRPC's and NIO's buffers are not ours to reach.
-    static func wipeKeys(_ message: X509SVIDResponse) {
-        for svid in message.svids {
-            svid.x509SvidKey.withUnsafeBytes { SecureMemory.wipe(UnsafeMutableRawBufferPointer(mutating: $0)) }
+    /// Zeroes the key bytes of a received message through its own mutable
+    /// storage. The caller hands over its only copy (`inout`), so the bytes are
+    /// zeroed where they lie rather than in a fresh copy; copies inside gRPC's
+    /// and NIO's buffers are not ours to reach.
+    static func wipeKeys(_ message: inout X509SVIDResponse) {
+        for i in message.svids.indices {
+            message.svids[i].x509SvidKey.withUnsafeMutableBytes { SecureMemory.wipe($0) }
         }
     }
 }

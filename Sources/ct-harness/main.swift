@@ -11,6 +11,7 @@ import ScalarField
 import SecureMemory
 import Shamir
 import ShamirCore
+import SpikeWire
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -48,6 +49,30 @@ func leakyHexDigit(_ s: SecretBytes, _ table: [UInt8]) -> UInt8 {
     s.withUnsafeBytes { table[Int($0[5] & 0x0f)] }
 }
 
+/// A hex decoder by 256-entry table, as many are written (the optimizer may
+/// turn a switch into one too): the codec control of the self-test.
+let hexTable: [UInt8] = (0...255).map { c -> UInt8 in
+    switch c {
+    case 0x30...0x39: UInt8(c - 0x30)
+    case 0x61...0x66: UInt8(c - 0x61 + 10)
+    default: 255
+    }
+}
+@inline(never)
+func leakyHexNibble(_ c: UInt8) -> UInt8 { hexTable[Int(c)] }
+
+/// `text` with only its digit characters marked secret: a text's shape (where
+/// its separators are) is public, as its length is.
+func classifyingDigits(_ text: [UInt8]) -> SecretBytes {
+    let s = SecretBytes(copying: text)
+    s.withUnsafeMutableBytes { raw in
+        for i in 0..<raw.count where raw[i] >= 0x30 && raw[i] <= 0x39 {
+            ConstantTime.classify(UnsafeRawBufferPointer(rebasing: raw[i..<(i + 1)]))
+        }
+    }
+    return s
+}
+
 let leaky = CommandLine.arguments.contains("--leaky")
 let a = secretBytes(1), b = secretBytes(2), key = secretBytes(3)
 for s in [a, b, key] { ConstantTime.classify(s) }
@@ -56,6 +81,11 @@ if leaky {
     // The negative control: must produce findings.
     if leakyIsZero(a) { print("zero") }
     let digit = leakyHexDigit(b, Array("0123456789abcdef".utf8))
+    var hexOfB = b.hexBytes()
+    var nibbles: UInt8 = 0
+    for c in hexOfB { nibbles |= leakyHexNibble(c) }
+    wipe(&hexOfB)
+    if nibbles == 255 { print("bad hex") }
     var published = digit
     withUnsafeBytes(of: &published) { _ = $0 }
     print("ct-harness: leaky variant ran (\(digit == 0 ? "" : "done"))")
@@ -80,12 +110,30 @@ var values = used.map { scalar($0.value) }
 let recovered = publish(NativeShamir.combine(weights: weights, values: values))
 values.wipeAll()
 
+// Codecs on secrets: hex both ways (Pilot shard files), the decimal JSON
+// array both ways (keeper bodies). Digit counts are declassified by design.
+var pilot = PilotShardFile.content(id: 1, value: key)
+let fromPilot = try PilotShardFile.parse(pilot).value
+wipe(&pilot)
+var shardBody = KeeperWire.shardBody(key)
+let body = SecretBytes(consuming: &shardBody)
+var bodyText = body.withUnsafeBytes { Array($0) }
+bodyText.withUnsafeBytes { ConstantTime.declassify($0) }  // re-marked below: only the digits are secret
+let parsedBody = classifyingDigits(bodyText)
+wipe(&bodyText)
+let fromJSON = try KeeperWire.shard(in: KeeperWire.object(parsedBody))
+
 // Now reveal the results, so the harness can check it computed the right thing.
+for s in [fromPilot, fromJSON] { ConstantTime.declassify(s) }
 ConstantTime.declassify(recovered)
 ConstantTime.declassify(key)
+guard fromPilot.constantTimeEquals(key) && fromJSON.constantTimeEquals(key) else {
+    print("ct-harness: a codec round trip differs (the harness itself is broken)")
+    exit(2)
+}
 for o in outputs { ConstantTime.declassify(o) }
 guard recovered.constantTimeEquals(key) else {
     print("ct-harness: recovered key differs (the harness itself is broken)")
     exit(2)
 }
-print("ct-harness: ran field ops, split 3-of-5, recover combine")
+print("ct-harness: ran field ops, split 3-of-5, recover combine, hex and JSON codecs")

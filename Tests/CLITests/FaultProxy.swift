@@ -50,15 +50,19 @@ final class FaultProxy: @unchecked Sendable {
         Thread { [self] in acceptLoop() }.start()
     }
 
-    /// Closes the listener and every connection.
+    /// Stops accepting and ends every connection. Idempotent. Descriptors are
+    /// only ever touched while this proxy still owns them: a second close, or a
+    /// shutdown after another thread closed one, would hit whatever the process
+    /// opened next under that number (another test's NIO socket).
     func stop() {
-        let fds: [Int32] = state.withLockedValue {
-            $0.stopped = true
-            return Array($0.open)
+        state.withLockedValue { s in
+            guard !s.stopped else { return }
+            s.stopped = true
+            // Wakes the accept loop, which closes the listener itself when it leaves.
+            shutdown(listener, Int32(SHUT_RDWR))
+            // Under the lock: `finish` cannot close one of these meanwhile.
+            for fd in s.open { shutdown(fd, Int32(SHUT_RDWR)) }
         }
-        shutdown(listener, Int32(SHUT_RDWR))
-        close(listener)
-        for fd in fds { shutdown(fd, Int32(SHUT_RDWR)) }
     }
 
     static func loopback(port: Int) -> sockaddr_in {
@@ -69,7 +73,14 @@ final class FaultProxy: @unchecked Sendable {
         return addr
     }
 
-    private func track(_ fd: Int32) { state.withLockedValue { _ = $0.open.insert(fd) } }
+    /// Adopts `fd` unless the proxy has stopped (then the caller closes it).
+    private func track(_ fd: Int32) -> Bool {
+        state.withLockedValue { s in
+            guard !s.stopped else { return false }
+            s.open.insert(fd)
+            return true
+        }
+    }
     private func finish(_ fd: Int32, reset: Bool = false) {
         let mine = state.withLockedValue { $0.open.remove(fd) != nil }
         guard mine else { return }
@@ -83,13 +94,23 @@ final class FaultProxy: @unchecked Sendable {
     }
 
     private func acceptLoop() {
+        defer { close(listener) }  // only here, once nothing can accept on it any more
         while true {
             let client = accept(listener, nil, nil)
             if client < 0 {
                 if state.withLockedValue({ $0.stopped }) { return }
                 continue
             }
-            track(client)
+            // A connection accepted as `stop` ran is not served.
+            let kept = state.withLockedValue { s -> Bool in
+                guard !s.stopped else { return false }
+                s.open.insert(client)
+                return true
+            }
+            guard kept else {
+                close(client)
+                return
+            }
             let mode = self.mode
             Thread { [self] in serve(client, mode: mode) }.start()
         }
@@ -116,11 +137,19 @@ final class FaultProxy: @unchecked Sendable {
             finish(client, reset: true)
             return
         }
-        track(upstream)
+        guard track(upstream) else {  // stopped meanwhile
+            close(upstream)
+            finish(client)
+            return
+        }
         let clientChunks = Counter()
+        let clientSideDone = DispatchSemaphore(value: 0)
+        // Neither thread closes a descriptor the other may still read: each
+        // direction only shuts its side down; both are closed once both end.
         Thread { [self] in
             pump(from: client, to: upstream) { _ in clientChunks.bump(); return .forward }
-            finish(upstream)
+            shutdown(upstream, Int32(SHUT_WR))  // the keeper sees the client's end
+            clientSideDone.signal()
         }.start()
         var cut = false
         pump(from: upstream, to: client) { count in
@@ -130,6 +159,8 @@ final class FaultProxy: @unchecked Sendable {
             cut = true
             return .forwardPrefixThenStop(max(1, count / 2))
         }
+        shutdown(client, Int32(SHUT_RD))  // wakes the other direction's read without sending anything
+        clientSideDone.wait()
         finish(client, reset: cut)
         finish(upstream, reset: cut)
     }

@@ -49,6 +49,21 @@ import Testing
         #expect(hex == "0f1e2d3c4b5a69788796a5b4c3d2e1f0")
     }
 
+    /// The masked nibble decoder against the plain definition, for every byte.
+    @Test func hexNibbleForEveryByte() {
+        for c in UInt8.min...UInt8.max {
+            let expected: UInt8 = switch c {
+            case 0x30...0x39: c - 0x30
+            case 0x61...0x66: c - 0x61 + 10
+            case 0x41...0x46: c - 0x41 + 10
+            default: 255
+            }
+            #expect(SecretBytes.hexNibble(c) == expected, "byte \(c)")
+        }
+        #expect(SecretBytes.decodingHex(Array("00ffA0b9".utf8)).map { $0.withUnsafeBytes { Array($0) } } == [0x00, 0xff, 0xa0, 0xb9])
+        for bad in ["0g", "g0", "/0", ":0", "@0", "`0", "0G", "0 ", "abc"] { #expect(SecretBytes.decodingHex(Array(bad.utf8)) == nil, "\(bad)") }
+    }
+
     @Test func wipeArray() {
         var a: [UInt8] = [1, 2, 3]
         wipe(&a)
