@@ -1,45 +1,65 @@
 import Foundation
 import NIOConcurrencyHelpers
+internal import Subprocess
 
 /// What a finished child process left behind.
 public struct Finished: Sendable {
+    /// The exit code, or the number of the signal that ended the process
+    /// (as Foundation's `Process.terminationStatus` gives it).
     public let status: Int32
     public let stdout: String
     public let stderr: String
 }
 
-/// Runs a command to completion with Foundation's Process. The waiting happens
-/// on threads of its own, never on the cooperative pool (two cores give the pool two threads; a blocked one
-/// stalls every other test), and both pipes are drained at once so a chatty
-/// stderr cannot stall the child. `environment` entries are added to this
-/// process's environment; the command is terminated after `timeout` seconds.
+/// Runs a command to completion on swift-subprocess: nothing blocks a thread
+/// of the cooperative pool while it waits (two cores give the pool two
+/// threads; a blocked one stalls every other test), and both pipes are
+/// drained at once so a chatty stderr cannot stall the child. `environment`
+/// entries are added to this process's environment. A command still running
+/// `timeout` seconds after it started gets SIGTERM (SIGKILL 10 s later if
+/// that did not end it); its output so far and that status are returned.
+/// Throws when the command cannot be started.
 public func runToCompletion(_ executable: String, _ args: [String], environment: [String: String] = [:],
                             timeout: TimeInterval = 30) async throws -> Finished {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: executable)
-    p.arguments = args
+    var inherited = Subprocess.Environment.inherit
     if !environment.isEmpty {
-        p.environment = ProcessInfo.processInfo.environment.merging(environment) { _, added in added }
+        var added: [Subprocess.Environment.Key: String?] = [:]
+        for (name, value) in environment {
+            // Always succeeds; `Key(rawValue:)` is the one public way to make a key from a variable.
+            if let key = Subprocess.Environment.Key(rawValue: name) { added[key] = .some(value) }
+        }
+        inherited = inherited.updating(added)
     }
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    try p.run()
-    return await withCheckedContinuation { continuation in
-        Thread {
-            let killer = DispatchWorkItem { if p.isRunning { p.terminate() } }
-            DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: killer)
-            let e = Collected()
-            let stderrRead = DispatchSemaphore(value: 0)
-            Thread { e.data = err.fileHandleForReading.readDataToEndOfFile(); stderrRead.signal() }.start()
-            let o = out.fileHandleForReading.readDataToEndOfFile()
-            stderrRead.wait()
-            p.waitUntilExit()
-            killer.cancel()
-            continuation.resume(returning: Finished(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
-                                                    stderr: String(decoding: e.data, as: UTF8.self)))
-        }.start()
+    let limit = Duration.seconds(timeout)
+    let result = try await Subprocess.run(
+        .path(.init(executable)),
+        arguments: Arguments(args),
+        environment: inherited,
+        input: .none,
+        output: .sequence,
+        error: .sequence
+    ) { execution in
+        async let out = drain(execution.standardOutput)
+        async let err = drain(execution.standardError)
+        // Waits for the exit, `limit` at most: the first step's signal 0 only
+        // checks that the process is there, then the step waits for it to end.
+        // Past `limit` come SIGTERM and, after 10 s, the SIGKILL that ends every
+        // teardown sequence. An exit ends the wait at once.
+        let steps: [TeardownStep] = [
+            .send(signal: Subprocess.Signal(rawValue: 0), allowedDurationToNextStep: limit),
+            .gracefulShutDown(allowedDurationToNextStep: .seconds(10)),
+        ]
+        await execution.teardown(using: steps)
+        return Streams(out: try await out, err: try await err)
     }
+    let status: Int32
+    switch result.terminationStatus {
+    case .exited(let code): status = code
+    case .signaled(let signal): status = signal
+    }
+    let streams = result.closureResult
+    return Finished(status: status, stdout: String(decoding: streams.out, as: UTF8.self),
+                    stderr: String(decoding: streams.err, as: UTF8.self))
 }
 
 /// `runToCompletion` for tools whose two streams are read as one (curl, pgrep):
@@ -53,8 +73,21 @@ public func run(_ executable: String, _ args: [String], timeout: TimeInterval = 
     }
 }
 
-/// Bytes one thread reads and another takes after a semaphore.
-private final class Collected: @unchecked Sendable { var data = Data() }
+/// Both output streams of a run, read to their end.
+private struct Streams: Sendable {
+    let out: [UInt8]
+    let err: [UInt8]
+}
+
+/// Every byte of one output stream, until the child closes it (or, once the
+/// child has exited, what is left in the pipe).
+private func drain(_ stream: SubprocessOutputSequence) async throws -> [UInt8] {
+    var bytes: [UInt8] = []
+    for try await chunk in stream {
+        chunk.withUnsafeBytes { bytes.append(contentsOf: $0) }
+    }
+    return bytes
+}
 
 /// The exit of a Foundation `Process`, awaited without blocking a thread: its
 /// `terminationHandler` wakes the waiters. Create the watch before `run()`
