@@ -7,14 +7,9 @@ import TestSupport
 /// present: one warning naming the file, and it keeps its keeper SVID.
 @Suite(.serialized, .timeLimit(.minutes(5))) struct RotationProcessTests {
     /// Prints the URI SAN of the SVID the server presents (verified against the bundle).
-    static let peerID = """
-        import socket, ssl, sys
+    static let peerID = PythonTLS.preamble + """
         port, cert, key, ca = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.load_verify_locations(ca)
-        ctx.load_cert_chain(cert, key)
-        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)))
+        s = context(cert, key, ca).wrap_socket(socket.create_connection(("127.0.0.1", port)))
         print(",".join(v for k, v in s.getpeercert().get("subjectAltName", ()) if k == "URI"))
         """
 

@@ -36,14 +36,9 @@ func text(_ url: URL) -> String { (try? String(contentsOf: url, encoding: .utf8)
 
     /// A mutual-TLS HTTP/1.1 client that reads one keep-alive answer, then sits
     /// idle and prints "closed" when the server ends the connection.
-    static let idleClient = """
-        import socket, ssl, sys
+    static let idleClient = PythonTLS.preamble + """
         port, cert, key, ca = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.load_verify_locations(ca)
-        ctx.load_cert_chain(cert, key)
-        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)))
+        s = context(cert, key, ca).wrap_socket(socket.create_connection(("127.0.0.1", port)))
         s.sendall(b"POST /v1/store/shard HTTP/1.1\\r\\nHost: k\\r\\nContent-Length: 2\\r\\n\\r\\n{}")
         answer = s.recv(4096)
         print("answered" if answer.startswith(b"HTTP/1.1 ") else "no answer", flush=True)

@@ -224,13 +224,8 @@ func startServer(_ ids: Identities, source: any X509Source, policy: PeerPolicy, 
     @Test func stopClosesARequestThatNeverEndsAtTheDrainLimit() async throws {
         let server = try await startServer(ids, source: try ids.source("/spike/keeper/1"), policy: .roles([.nexus], trustRoots: ids.roots),
                                            counter: Counter())
-        let script = """
-            import socket, ssl, sys
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            ctx.check_hostname = False
-            ctx.load_verify_locations(sys.argv[4])
-            ctx.load_cert_chain(sys.argv[2], sys.argv[3])
-            s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))))
+        let script = PythonTLS.preamble + """
+            s = context(sys.argv[2], sys.argv[3], sys.argv[4]).wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))))
             s.sendall(b"POST /x HTTP/1.1\\r\\nHost: k\\r\\nContent-Length: 100\\r\\n\\r\\n{")
             print("sent", flush=True)
             try:
@@ -328,12 +323,8 @@ func startServer(_ ids: Identities, source: any X509Source, policy: PeerPolicy, 
                                                               dir.appendingPathComponent("bundle.pem").path] + args, timeout: 60)
     }
 
-    static let connect = """
-        import socket, ssl, sys, time
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.load_verify_locations(sys.argv[3])
-        ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+    static let connect = PythonTLS.preamble + """
+        ctx = context(sys.argv[1], sys.argv[2], sys.argv[3])
         def tls(port):
             s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)))
             s.settimeout(20)
