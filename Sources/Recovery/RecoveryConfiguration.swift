@@ -75,14 +75,16 @@ public struct RecoveryConfiguration: Sendable {
             let url = entry.trimmingCharacters(in: .whitespaces)
             guard !url.isEmpty else { throw SettingError(setting: peersVariable, problem: "entry \(i + 1) is empty") }
             guard let c = URLComponents(string: url), c.scheme?.lowercased() == "https", let host = c.host, !host.isEmpty,
-                  c.query == nil, c.fragment == nil, c.user == nil else {
+                  c.query == nil, c.fragment == nil, c.user == nil, c.password == nil else {
                 throw SettingError(setting: peersVariable, problem: "entry \(i + 1) is not an https://host[:port][/prefix] URL")
             }
             let port = c.port ?? 443
             guard (1...65535).contains(port) else {
                 throw SettingError(setting: peersVariable, problem: "entry \(i + 1) has port \(port); a port is 1...65535")
             }
-            let trimmed = url.hasSuffix("/") ? String(url.dropLast()) : url
+            // The scheme is stored lowercase: the client takes only "https".
+            let lowered = "https" + url.dropFirst("https".count)
+            let trimmed = lowered.hasSuffix("/") ? String(lowered.dropLast()) : lowered
             // One keeper however it is written: scheme and host case, the default port, a trailing slash.
             let path = c.percentEncodedPath.hasSuffix("/") ? String(c.percentEncodedPath.dropLast()) : c.percentEncodedPath
             let identity = "https://\(host.lowercased()):\(port)\(path)"

@@ -24,7 +24,6 @@ public struct X509Snapshot: Sendable {
 
     /// When the leaf expires; TLS layers refuse to present it afterwards.
     public var notAfter: Date { chain[0].notValidAfter }
-    public var notBefore: Date { chain[0].notValidBefore }
     /// False only for test snapshots made by `presenting`, which must reach
     /// the peer even when broken or expired.
     public let leafRulesChecked: Bool
@@ -241,9 +240,9 @@ public final class FileX509Source: X509Source, Service, Sendable {
             let next = try Self.load(certFile: certFile, keyFile: keyFile, bundleFile: bundleFile, trustDomains: trustDomains,
                                      generation: generation + 1)
             let clock = now()
-            let problem = clock > next.notAfter ? "the new SVID \(next.id) expired at \(next.notAfter)"
-                : clock < next.notBefore ? "the new SVID \(next.id) is not valid before \(next.notBefore)"
-                : refusal(next)
+            // Not refused when not yet valid: the refusal would be final for these files, and a
+            // rotation a little ahead of this host's clock must still be taken once it is valid.
+            let problem = clock > next.notAfter ? "the new SVID \(next.id) expired at \(next.notAfter)" : refusal(next)
             if let problem {
                 loaded.withLockedValue { $0.fingerprint = stamps }
                 onReject("\(certFile): SVID files changed but were not taken, keeping the previous SVID: \(problem)")

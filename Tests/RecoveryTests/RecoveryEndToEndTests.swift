@@ -402,6 +402,9 @@ final class Gate: Sendable {
         #expect(throws: peersProblem("entry 1 has port 99999; a port is 1...65535")) { try RecoveryConfiguration.parsePeers("https://a:99999") }
         #expect(throws: peersProblem("entry 1 has port 0; a port is 1...65535")) { try RecoveryConfiguration.parsePeers("https://a:0") }
         #expect(try RecoveryConfiguration.parsePeers("https://h:8443,https://h:8444,https://h:8443/other").count == 3)
+        // Stored with a lowercase scheme: the client requires "https".
+        #expect(try RecoveryConfiguration.parsePeers("HTTPS://K:8443/") == ["https://K:8443"])
+        #expect(throws: peersProblem("entry 1 is not an https://host[:port][/prefix] URL")) { try RecoveryConfiguration.parsePeers("https://u:p@h:1") }
         #expect(try RecoveryConfiguration.parsePeers(" https://a:8443 ,https://b:8543/prefix/") == ["https://a:8443", "https://b:8543/prefix"])
         let ids = try RecoveryConfiguration.parseKeeperIDs(" spiffe://spike.ist/spike/keeper/1 ,spiffe://spike.ist/spike/keeper/2", trustRoots: TrustRoots())
         #expect(ids.map(\.description) == ["spiffe://spike.ist/spike/keeper/1", "spiffe://spike.ist/spike/keeper/2"])
