@@ -26,11 +26,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
-        // The SPIFFE Workload API client (gRPC over a Unix socket).
-        .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.0"),
-        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.0"),
-        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.0"),
-        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0", traits: []),
+        // The SPIFFE Workload API: gRPC over HTTP/2 on a Unix socket, framed and
+        // decoded here (WorkloadAPI/GRPCWire.swift, ProtobufWire.swift).
+        .package(url: "https://github.com/apple/swift-nio-http2.git", from: "1.46.0"),
     ],
     targets: [
         // C libraries from the system (libgmp-dev, libssl-dev), each behind a tiny shim header.
@@ -114,24 +112,19 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
-        // Generated from Spec/workload-api/workload.proto by tools/generate-workload-api (committed).
-        .target(
-            name: "WorkloadAPIProto",
-            dependencies: [
-                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-                .product(name: "GRPCCore", package: "grpc-swift-2"),
-                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
-            ]),
-        // SVIDs from a SPIFFE Workload API endpoint (SPIRE agent), as an X509Source.
+        // SVIDs from a SPIFFE Workload API endpoint (SPIRE agent), as an X509Source:
+        // the X.509 messages of Spec/workload-api/workload.proto, decoded by hand
+        // so that the SVID key goes from the wire straight into wiping storage.
         .target(
             name: "WorkloadAPI",
             dependencies: [
-                "WorkloadAPIProto", "SpiffeIdentity", "SecureMemory",
+                "SpiffeIdentity", "SecureMemory",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                .product(name: "GRPCCore", package: "grpc-swift-2"),
-                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
-                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -256,9 +249,9 @@ let package = Package(
         .testTarget(
             name: "WorkloadAPITests",
             dependencies: [
-                "TestSupport", "WorkloadAPI", "WorkloadAPIProto", "SpiffeIdentity", "MutualTLS", "SecureMemory",
-                .product(name: "GRPCCore", package: "grpc-swift-2"),
-                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+                "TestSupport", "WorkloadAPI", "SpiffeIdentity", "MutualTLS", "SecureMemory",
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),

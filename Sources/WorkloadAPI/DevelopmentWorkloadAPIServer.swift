@@ -1,24 +1,29 @@
 import Crypto
 import Foundation
-import GRPCCore
-import GRPCNIOTransportHTTP2Posix
 import NIOConcurrencyHelpers
+import NIOCore
+import NIOHPACK
+import NIOHTTP2
+import NIOPosix
+import SecureMemory
 import SpiffeIdentity
-import SwiftASN1
-import SwiftProtobuf
-import WorkloadAPIProto
 import X509
 
 /// A small Workload API server for tests and local development (SPIRE is
-/// the production server): serves the X.509 streams on a Unix socket, pushes
-/// whatever is published to every open stream, and, as the SPIFFE spec
-/// requires, refuses calls without the `workload.spiffe.io: true` header.
-/// Every caller gets the same identity; one socket per workload.
+/// the production server): serves the X.509 streams over gRPC on a Unix
+/// socket, pushes whatever is published to every open stream, and, as the
+/// SPIFFE spec requires, refuses calls without the `workload.spiffe.io: true`
+/// header. Every caller gets the same identity; one socket per workload.
+/// The keys it sends pass through NIO buffers it does not wipe: it serves
+/// test identities only.
 public final class DevelopmentWorkloadAPIServer: Sendable {
+    typealias Stream = NIOAsyncChannel<HTTP2Frame.FramePayload, HTTP2Frame.FramePayload>
+
     public let socketPath: String
     private let hub = Hub()
     private struct Running: Sendable {
-        var server: GRPCServer<HTTP2ServerTransport.Posix>?
+        var listener: (any Channel)?
+        var connections: [ObjectIdentifier: any Channel] = [:]
         var serving: Task<Void, Never>?
     }
     private let running = NIOLockedValueBox(Running())
@@ -27,30 +32,55 @@ public final class DevelopmentWorkloadAPIServer: Sendable {
 
     /// Binds the socket (replacing a stale file) and serves until `stop`.
     public func start() async throws {
-        _ = unlink(socketPath)
-        let server = GRPCServer(
-            transport: .http2NIOPosix(address: .unixDomainSocket(path: socketPath), transportSecurity: .plaintext),
-            services: [Service(hub: hub)])
-        let task = Task { _ = try? await server.serve() }
-        running.withLockedValue {
-            $0.server = server
-            $0.serving = task
+        let server: NIOAsyncChannel<(any Channel, NIOHTTP2Handler.AsyncStreamMultiplexer<Stream>), Never>
+        do {
+            server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .bind(unixDomainSocketPath: socketPath, cleanupExistingSocketFile: true) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let multiplexer = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(mode: .server) { stream in
+                            stream.eventLoop.makeCompletedFuture { try Stream(wrappingChannelSynchronously: stream) }
+                        }
+                        return (channel, multiplexer)
+                    }
+                }
+        } catch {
+            throw WorkloadAPIError.badEndpoint(address: "unix://\(socketPath)", reason: "the development server could not listen (\(error))")
         }
-        guard (try? await server.listeningAddress) != nil else {
-            await stop()
-            throw WorkloadAPIError.badEndpoint(address: "unix://\(socketPath)", reason: "the development server could not listen")
+        let hub = self.hub
+        let task = Task {
+            _ = try? await server.executeThenClose { connections in
+                try await withThrowingDiscardingTaskGroup { group in
+                    for try await (channel, multiplexer) in connections {
+                        self.running.withLockedValue { $0.connections[ObjectIdentifier(channel)] = channel }
+                        group.addTask {
+                            defer { _ = self.running.withLockedValue { $0.connections.removeValue(forKey: ObjectIdentifier(channel)) } }
+                            try? await withThrowingDiscardingTaskGroup { streams in
+                                for try await stream in multiplexer.inbound {
+                                    streams.addTask { await Self.serve(stream, hub: hub) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        running.withLockedValue {
+            $0.listener = server.channel
+            $0.serving = task
         }
     }
 
-    /// Ends every stream and closes the socket (clients see the stream drop).
+    /// Ends every stream (status OK) and closes the socket and every
+    /// connection (clients see the stream end and reconnect).
     public func stop() async {
-        let (server, task) = running.withLockedValue { ($0.server, $0.serving) }
         hub.endStreams()
-        server?.beginGracefulShutdown()
+        let (listener, task) = running.withLockedValue { ($0.listener, $0.serving) }
+        try? await listener?.close()
+        running.withLockedValue { Array($0.connections.values) }.forEach { $0.close(promise: nil) }
         await task?.value
         _ = unlink(socketPath)
         running.withLockedValue {
-            $0.server = nil
+            $0.listener = nil
             $0.serving = nil
         }
     }
@@ -66,9 +96,10 @@ public final class DevelopmentWorkloadAPIServer: Sendable {
         let id = try SVIDVerifier.leafID(certificate, now: certificate.notValidBefore)
         var svid = X509SVID()
         svid.spiffeID = id.description
-        svid.x509Svid = Data(try DERCertificates.serialize(certificate))
-        svid.x509SvidKey = key.derRepresentation
-        svid.bundle = Data(try bundle.flatMap(DERCertificates.serialize))
+        svid.x509Svid = try DERCertificates.serialize(certificate)
+        var keyDER = Array(key.derRepresentation)
+        svid.x509SvidKey = SecretBytes(consuming: &keyDER)
+        svid.bundle = try bundle.flatMap(DERCertificates.serialize)
         svid.hint = hint
         var response = X509SVIDResponse()
         response.svids = [svid]
@@ -83,9 +114,9 @@ public final class DevelopmentWorkloadAPIServer: Sendable {
     /// Streams open now.
     public var openStreams: Int { hub.openStreams }
 
-
-    /// One stream kind: its newest message and the open streams waiting for the next.
-    final class Topic<Message: Sendable>: Sendable {
+    /// One stream kind: its newest message (encoded) and the open streams waiting for the next.
+    final class Topic: Sendable {
+        typealias Message = SecretBytes
         private struct State: Sendable {
             var latest: Message?
             var streams: [Int: AsyncStream<Message>.Continuation] = [:]
@@ -123,15 +154,18 @@ public final class DevelopmentWorkloadAPIServer: Sendable {
 
     /// Both X.509 streams and the count of refused calls.
     final class Hub: Sendable {
-        let svids = Topic<X509SVIDResponse>()
-        let bundles = Topic<X509BundlesResponse>()
+        let svids = Topic()
+        let bundles = Topic()
         private let refused = NIOLockedValueBox(0)
 
         var refusedCalls: Int { refused.withLockedValue { $0 } }
         var openStreams: Int { svids.openStreams + bundles.openStreams }
         func refuse() { refused.withLockedValue { $0 += 1 } }
-        func publish(_ response: X509SVIDResponse) { svids.publish(response) }
-        func publish(_ response: X509BundlesResponse) { bundles.publish(response) }
+        func publish(_ response: X509SVIDResponse) { svids.publish(response.encoded()) }
+        func publish(_ response: X509BundlesResponse) {
+            var bytes = response.encoded()
+            bundles.publish(SecretBytes(consuming: &bytes))
+        }
 
         func endStreams() {
             svids.endStreams()
@@ -139,72 +173,61 @@ public final class DevelopmentWorkloadAPIServer: Sendable {
         }
     }
 
-    struct Service: SpiffeWorkloadAPI.ServiceProtocol {
-        let hub: Hub
+    /// The Workload API's methods; only the X.509 streams are served.
+    enum Method {
+        static let service = "/SpiffeWorkloadAPI/"
+        static let other = ["FetchJWTSVID", "FetchJWTBundles", "ValidateJWTSVID", "FetchWITSVID", "FetchWITBundles"]
+    }
 
-        /// Streams every message of `topic` until the server stops or the client goes.
-        func follow<M: Sendable>(_ topic: Topic<M>, _ metadata: Metadata) throws -> StreamingServerResponse<M> {
-            try checkHeader(metadata)
-            let updates = topic.subscribe()
-            return StreamingServerResponse { writer in
-                for await update in updates { try await writer.write(update) }
-                return [:]
+    /// One call: the request headers decide the method; a streaming method
+    /// writes every message of its topic until the server stops (then status
+    /// OK) or the client goes away.
+    static func serve(_ stream: Stream, hub: Hub) async {
+        try? await stream.executeThenClose { inbound, outbound in
+            var requests = inbound.makeAsyncIterator()
+            guard case .headers(let request)? = try await requests.next() else { return }
+            func finish(_ code: GRPCWire.StatusCode, _ message: String, headersSent: Bool) async throws {
+                var trailers: HPACKHeaders = headersSent ? [:] : [":status": "200", "content-type": GRPCWire.contentType]
+                trailers.add(name: "grpc-status", value: "\(code.rawValue)")
+                if !message.isEmpty { trailers.add(name: "grpc-message", value: GRPCWire.percentEncoded(message)) }
+                try await outbound.write(.headers(.init(headers: trailers, endStream: true)))
             }
-        }
-
-        /// SPIRE's answer to a call without the header.
-        func checkHeader(_ metadata: Metadata) throws {
-            guard metadata[stringValues: "workload.spiffe.io"].contains("true") else {
+            let path = request.headers.first(name: ":path") ?? ""
+            let method = path.hasPrefix(Method.service) ? String(path.dropFirst(Method.service.count)) : ""
+            let known = ["FetchX509SVID", "FetchX509Bundles"] + Method.other
+            guard known.contains(method) else {
+                return try await finish(.unimplemented, "unknown method \(path)", headersSent: false)
+            }
+            guard request.headers["workload.spiffe.io"].contains("true") else {
                 hub.refuse()
-                throw RPCError(code: .invalidArgument, message: "security header missing from request")
+                return try await finish(.invalidArgument, "security header missing from request", headersSent: false)
+            }
+            let messages: AsyncStream<SecretBytes>
+            switch method {
+            case "FetchX509SVID": messages = hub.svids.subscribe()
+            case "FetchX509Bundles": messages = hub.bundles.subscribe()
+            default: return try await finish(.unimplemented, "this development server serves X.509 SVIDs only", headersSent: false)
+            }
+            try await outbound.write(.headers(.init(headers: [":status": "200", "content-type": GRPCWire.contentType])))
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                // The client going away closes the stream channel; that ends the call.
+                group.addTask {
+                    try await withTaskCancellationHandler {
+                        try await stream.channel.closeFuture.get()
+                    } onCancel: {
+                        stream.channel.close(promise: nil)
+                    }
+                }
+                group.addTask {
+                    for await message in messages {
+                        let framed = message.withUnsafeBytes { GRPCWire.frame($0, allocator: stream.channel.allocator) }
+                        try await outbound.write(.data(.init(data: .byteBuffer(framed))))
+                    }
+                    if !Task.isCancelled { try await finish(.ok, "", headersSent: true) }
+                }
+                _ = try await group.next()
+                group.cancelAll()
             }
         }
-
-        func fetchX509SVID(request: ServerRequest<X509SVIDRequest>, context: ServerContext) async throws
-            -> StreamingServerResponse<X509SVIDResponse>
-        {
-            try follow(hub.svids, request.metadata)
-        }
-
-        func fetchX509Bundles(request: ServerRequest<X509BundlesRequest>, context: ServerContext) async throws
-            -> StreamingServerResponse<X509BundlesResponse>
-        {
-            try follow(hub.bundles, request.metadata)
-        }
-
-        func fetchJWTSVID(request: ServerRequest<JWTSVIDRequest>, context: ServerContext) async throws -> ServerResponse<JWTSVIDResponse> {
-            try checkHeader(request.metadata)
-            throw Self.x509Only
-        }
-
-        func fetchJWTBundles(request: ServerRequest<JWTBundlesRequest>, context: ServerContext) async throws
-            -> StreamingServerResponse<JWTBundlesResponse>
-        {
-            try checkHeader(request.metadata)
-            throw Self.x509Only
-        }
-
-        func validateJWTSVID(request: ServerRequest<ValidateJWTSVIDRequest>, context: ServerContext) async throws
-            -> ServerResponse<ValidateJWTSVIDResponse>
-        {
-            try checkHeader(request.metadata)
-            throw Self.x509Only
-        }
-
-        func fetchWITSVID(request: ServerRequest<WITSVIDRequest>, context: ServerContext) async throws
-            -> StreamingServerResponse<WITSVIDResponse>
-        {
-            try checkHeader(request.metadata)
-            throw Self.x509Only
-        }
-
-        func fetchWITBundles(request: ServerRequest<WITBundlesRequest>, context: ServerContext) async throws
-            -> StreamingServerResponse<WITBundlesResponse>
-        {
-            try checkHeader(request.metadata)
-            throw Self.x509Only
-        }
-
-        static let x509Only = RPCError(code: .unimplemented, message: "this development server serves X.509 SVIDs only")
     }
 }

@@ -1,8 +1,7 @@
 import Foundation
-import GRPCCore
 import NIOConcurrencyHelpers
+import SecureMemory
 import SpiffeIdentity
-import WorkloadAPIProto
 import X509
 
 /// Trust bundles only, from the `FetchX509Bundles` stream: for a workload
@@ -29,18 +28,15 @@ public final class WorkloadAPIBundleSource: Sendable {
                 onEvent: @escaping @Sendable (Event) -> Void = { _ in }) throws(WorkloadAPIError) {
         self.endpoint = endpoint
         self.onEvent = onEvent
-        connection = try WorkloadAPIConnection(endpoint: endpoint, reconnect: backoff)
+        connection = WorkloadAPIConnection(endpoint: endpoint)
         let connection = self.connection
         // The loop holds the source until `close`.
         let task = Task {
             await WorkloadAPIConnection.follow(
                 backoff: backoff,
                 delivered: { self.state.withLockedValue { $0.accepted } },
-                call: {
-                    let request = ClientRequest(message: X509BundlesRequest(), metadata: WorkloadAPIConnection.securityHeader)
-                    try await connection.api.fetchX509Bundles(request: request, options: WorkloadAPIConnection.streamOptions) { response in
-                        for try await message in response.messages { self.accept(message) }
-                    }
+                call: { () async throws(WorkloadAPICallError) in
+                    try await connection.stream(path: WorkloadAPIConnection.fetchX509Bundles) { self.accept($0) }
                 },
                 lost: { why, retryIn in self.onEvent(.streamLost(why, retryIn: retryIn)) })
         }
@@ -54,11 +50,14 @@ public final class WorkloadAPIBundleSource: Sendable {
         let task = state.withLockedValue { $0.follower }
         task?.cancel()
         await task?.value
-        await connection.close()
     }
 
-    private func accept(_ message: X509BundlesResponse) {
+    /// `body` is one encoded `X509BundlesResponse`.
+    private func accept(_ body: SecretBytes) {
         do {
+            let message = try body.withUnsafeBytes { raw throws(WorkloadAPIError) in
+                do { return try X509BundlesResponse(decoding: raw) } catch { throw .badResponse("\(error)") }
+            }
             let next = try Self.bundles(message)
             state.withLockedValue {
                 $0.bundles = next
@@ -66,14 +65,14 @@ public final class WorkloadAPIBundleSource: Sendable {
             }
             onEvent(.updated(next))
         } catch {
-            onEvent(.refused(error.description))
+            onEvent(.refused("\(error)"))
         }
     }
 
     static func bundles(_ message: X509BundlesResponse) throws(WorkloadAPIError) -> [String: [Certificate]] {
         guard !message.bundles.isEmpty else { throw .badResponse("no bundles in the response") }
         do {
-            return try DERCertificates.bundleMap(message.bundles.mapValues(Array.init), field: "bundles")
+            return try DERCertificates.bundleMap(message.bundles, field: "bundles")
         } catch {
             throw .badResponse(error.description)
         }

@@ -1,9 +1,8 @@
 import Foundation
-import GRPCCore
 import NIOConcurrencyHelpers
+import SecureMemory
 import ServiceLifecycle
 import SpiffeIdentity
-import WorkloadAPIProto
 
 /// SVIDs from the SPIFFE Workload API (a SPIRE agent): follows the
 /// `FetchX509SVID` stream, and each usable message replaces SVID and bundles
@@ -66,7 +65,7 @@ public final class WorkloadAPIX509Source: X509Source, Service, Sendable {
         self.endpoint = endpoint
         self.options = options
         self.onEvent = onEvent
-        connection = try WorkloadAPIConnection(endpoint: endpoint, reconnect: options.backoff)
+        connection = WorkloadAPIConnection(endpoint: endpoint)
     }
 
     public var current: X509Snapshot {
@@ -84,7 +83,6 @@ public final class WorkloadAPIX509Source: X509Source, Service, Sendable {
         let task = state.withLockedValue { $0.follower }
         task?.cancel()
         await task?.value
-        await connection.close()
     }
 
     /// The loop holds the source until `close` (a source lives as long as its process).
@@ -93,20 +91,24 @@ public final class WorkloadAPIX509Source: X509Source, Service, Sendable {
             await WorkloadAPIConnection.follow(
                 backoff: options.backoff,
                 delivered: { self.state.withLockedValue { $0.accepted } },
-                call: {
-                    let request = ClientRequest(message: X509SVIDRequest(), metadata: WorkloadAPIConnection.securityHeader)
-                    try await connection.api.fetchX509SVID(request: request, options: WorkloadAPIConnection.streamOptions) { response in
-                        // `var`: accept gets the only copy, so its key bytes are wiped where they lie.
-                        for try await var message in response.messages { self.accept(&message) }
-                    }
+                call: { () async throws(WorkloadAPICallError) in
+                    try await connection.stream(path: WorkloadAPIConnection.fetchX509SVID) { self.accept($0) }
                 },
                 lost: { why, retryIn in self.streamLost(why, retryIn: retryIn) })
         }
         state.withLockedValue { $0.follower = task }
     }
 
-    private func accept(_ message: inout X509SVIDResponse) {
-        defer { X509Response.wipeKeys(&message) }
+    /// `body` is one encoded `X509SVIDResponse`; its buffer and the decoded key are wiped after use.
+    private func accept(_ body: SecretBytes) {
+        let message: X509SVIDResponse
+        do {
+            message = try body.withUnsafeBytes { try X509SVIDResponse(decoding: $0) }
+        } catch {
+            refuse(WorkloadAPIError.badResponse("\(error)").description)
+            return
+        }
+        defer { X509Response.wipeKeys(message) }
         let generation = state.withLockedValue { ($0.snapshot?.generation ?? 0) + 1 }
         do {
             let next = try X509Response.snapshot(message, selecting: options.selector, generation: generation)
@@ -119,9 +121,13 @@ public final class WorkloadAPIX509Source: X509Source, Service, Sendable {
             woken.forEach { $0.resume() }
             onEvent(.updated(next))
         } catch {
-            state.withLockedValue { $0.lastProblem = error.description }
-            onEvent(.refused(error.description))
+            refuse(error.description)
         }
+    }
+
+    private func refuse(_ why: String) {
+        state.withLockedValue { $0.lastProblem = why }
+        onEvent(.refused(why))
     }
 
     private func streamLost(_ why: String, retryIn: Duration) {

@@ -1,7 +1,6 @@
 import Foundation
 import SecureMemory
 import SpiffeIdentity
-import WorkloadAPIProto
 import X509
 
 /// Turns a `FetchX509SVID` message into a snapshot, refusing anything that
@@ -33,12 +32,13 @@ enum X509Response {
             } catch {
                 throw .invalid(file: "spiffe_id", reason: "\(error)")
             }
-            let chain = try DERCertificates.parse(Array(chosen.x509Svid), what: "x509_svid")
-            var keyDER = Array(chosen.x509SvidKey)
+            let chain = try DERCertificates.parse(chosen.x509Svid, what: "x509_svid")
+            // swift-certificates takes the DER as an array: a copy wiped at once.
+            var keyDER = chosen.x509SvidKey.withUnsafeBytes { Array($0) }
             defer { SecureMemory.wipe(&keyDER) }
             let key = try DERCertificates.pkcs8PrivateKey(keyDER, what: "x509_svid_key")
-            let own = try DERCertificates.parse(Array(chosen.bundle), what: "bundle")
-            var bundles = try DERCertificates.bundleMap(message.federatedBundles.mapValues(Array.init), field: "federated_bundles",
+            let own = try DERCertificates.parse(chosen.bundle, what: "bundle")
+            var bundles = try DERCertificates.bundleMap(message.federatedBundles, field: "federated_bundles",
                                                         skipping: declared.trustDomain)
             bundles[declared.trustDomain] = own
             guard chain[0].notValidAfter > now else {
@@ -57,13 +57,10 @@ enum X509Response {
         }
     }
 
-    /// Zeroes the key bytes of a received message through its own mutable
-    /// storage. The caller hands over its only copy (`inout`), so the bytes are
-    /// zeroed where they lie rather than in a fresh copy; copies inside gRPC's
-    /// and NIO's buffers are not ours to reach.
-    static func wipeKeys(_ message: inout X509SVIDResponse) {
-        for i in message.svids.indices {
-            message.svids[i].x509SvidKey.withUnsafeMutableBytes { SecureMemory.wipe($0) }
-        }
+    /// Zeroes the key bytes of a received message. They live in wiping
+    /// storage that only this message refers to (decoded from the wire into
+    /// it), so this reaches the only copy this code made.
+    static func wipeKeys(_ message: X509SVIDResponse) {
+        for svid in message.svids { svid.x509SvidKey.wipe() }
     }
 }

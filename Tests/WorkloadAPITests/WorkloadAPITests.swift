@@ -1,15 +1,13 @@
 import Crypto
 import Foundation
-import GRPCCore
-import GRPCNIOTransportHTTP2Posix
 import MutualTLS
 import NIOConcurrencyHelpers
 import NIOPosix
 import SpiffeIdentity
 import SwiftASN1
 import Testing
+import SecureMemory
 import TestSupport
-import WorkloadAPIProto
 import X509
 @testable import WorkloadAPI
 
@@ -51,7 +49,7 @@ func isLost(_ e: WorkloadAPIX509Source.Event) -> Bool { if case .streamLost = e 
 
 func temporarySocket() -> String { "/tmp/wapi-\(UInt32.random(in: 0...UInt32.max)).sock" }
 
-func der(_ c: Certificate) throws -> Data { Data(try DERCertificates.serialize(c)) }
+func der(_ c: Certificate) throws -> [UInt8] { try DERCertificates.serialize(c) }
 
 /// One SVID message as SPIRE would send it.
 func svidMessage(_ pki: DevelopmentPKI, path: String, hint: String = "", validFor: TimeInterval = 3600) throws -> X509SVID {
@@ -59,7 +57,7 @@ func svidMessage(_ pki: DevelopmentPKI, path: String, hint: String = "", validFo
     var svid = X509SVID()
     svid.spiffeID = "spiffe://\(pki.trustDomain)\(path)"
     svid.x509Svid = try der(cert)
-    svid.x509SvidKey = key.derRepresentation
+    svid.x509SvidKey = SecretBytes(copying: Array(key.derRepresentation))
     svid.bundle = try der(pki.caCertificate)
     svid.hint = hint
     return svid
@@ -244,25 +242,21 @@ func fastOptions(_ selector: SVIDSelector = .first, wait: Duration = .seconds(30
 
     @Test func callsWithoutTheSecurityHeaderAreRefused() async throws {
         let api = try await server(response(try svidMessage(pki, path: "/spike/keeper/1")))
-        try await withGRPCClient(transport: .http2NIOPosix(target: .unixDomainSocket(path: api.socketPath), transportSecurity: .plaintext)) { grpc in
-            let client = SpiffeWorkloadAPI.Client(wrapping: grpc)
-            do {
-                try await client.fetchX509SVID(X509SVIDRequest()) { response in
-                    for try await _ in response.messages { Issue.record("a message without the header") }
-                }
-                Issue.record("the call without the header succeeded")
-            } catch let error as RPCError {
-                #expect(error.code == .invalidArgument)
-                #expect(error.message == "security header missing from request")
-            }
-            let count = try await client.fetchX509SVID(X509SVIDRequest(), metadata: ["workload.spiffe.io": "true"]) { response in
-                for try await _ in response.messages { return 1 }
-                return 0
-            }
-            #expect(count == 1)
+        let connection = WorkloadAPIConnection(endpoint: try WorkloadEndpoint(parsing: "unix://\(api.socketPath)"))
+        let delivered = Counter()
+        await #expect(throws: WorkloadAPICallError.status(code: 3, message: "security header missing from request")) {
+            try await connection.stream(path: WorkloadAPIConnection.fetchX509SVID, metadata: []) { _ in delivered.bump() }
         }
+        #expect(delivered.value == 0)
         #expect(api.refusedCalls == 1)
+        #expect(WorkloadAPICallError.status(code: 3, message: "security header missing from request").description
+            == "invalidArgument: security header missing from request")
+        // With the header the same call streams (it ends when the server stops).
+        let call = Task { try await connection.stream(path: WorkloadAPIConnection.fetchX509SVID) { _ in delivered.bump() } }
+        try await until { delivered.value == 1 }
         await api.stop()
+        try await call.value
+        #expect(api.refusedCalls == 1)
     }
 
     @Test func malformedMessagesKeepTheLastGoodSVID() async throws {
@@ -272,13 +266,13 @@ func fastOptions(_ selector: SVIDSelector = .first, wait: Duration = .seconds(30
             endpoint: try WorkloadEndpoint(parsing: "unix://\(api.socketPath)"), options: fastOptions(), onEvent: log.record)
         let good = try svidMessage(pki, path: "/spike/keeper/2")
         let stranger = try DevelopmentPKI()
-        var badDER = good; badDER.x509Svid = good.x509Svid.dropLast(7)
-        var garbage = good; garbage.x509Svid = Data([0x30, 0x03, 0x02, 0x01, 0x00])
+        var badDER = good; badDER.x509Svid = Array(good.x509Svid.dropLast(7))
+        var garbage = good; garbage.x509Svid = [0x30, 0x03, 0x02, 0x01, 0x00]
         var wrongKey = good; wrongKey.x509SvidKey = try svidMessage(pki, path: "/spike/keeper/2").x509SvidKey
-        var badKey = good; badKey.x509SvidKey = Data([0x30, 0x00])
+        var badKey = good; badKey.x509SvidKey = SecretBytes(copying: [0x30, 0x00])
         var wrongID = good; wrongID.spiffeID = "spiffe://spike.ist/spike/nexus"
-        var badBundle = good; badBundle.bundle = Data()
-        var badFederation = response(good); badFederation.federatedBundles = ["spiffe://other.example": Data([1, 2, 3])]
+        var badBundle = good; badBundle.bundle = []
+        var badFederation = response(good); badFederation.federatedBundles = ["spiffe://other.example": [1, 2, 3]]
         let expired = try svidMessage(stranger, path: "/spike/keeper/2", validFor: -60)
         let cases: [(X509SVIDResponse, String)] = [
             (X509SVIDResponse(), "no SVIDs in the response"),
@@ -312,18 +306,17 @@ func fastOptions(_ selector: SVIDSelector = .first, wait: Duration = .seconds(30
         await api.stop()
     }
 
-    /// The key bytes of a message are zeroed where they lie: through the
-    /// message's own mutable storage (no pointer from a read-only view), and
-    /// without a copy being made first (the storage address stays the same).
+    /// A received key lives in wiping storage that only its message refers
+    /// to, and `wipeKeys` zeroes it there (the certificates stay).
     @Test func keyBytesAreWipedInPlace() throws {
-        var message = response(try svidMessage(pki, path: "/spike/keeper/1"))
-        #expect(message.svids[0].x509SvidKey.contains { $0 != 0 })
+        let sent = response(try svidMessage(pki, path: "/spike/keeper/1"))
+        let message = try sent.encoded().withUnsafeBytes { try X509SVIDResponse(decoding: $0) }
+        #expect(!message.svids[0].x509SvidKey.isAllZero)
+        #expect(message.svids[0].x509SvidKey !== sent.svids[0].x509SvidKey)
         _ = try X509Response.snapshot(message, selecting: .first, generation: 1)
-        let before = message.svids[0].x509SvidKey.withUnsafeBytes { UInt(bitPattern: $0.baseAddress) }
-        X509Response.wipeKeys(&message)
-        let after = message.svids[0].x509SvidKey.withUnsafeBytes { UInt(bitPattern: $0.baseAddress) }
-        #expect(before == after, "the wipe copied the key first")
-        #expect(message.svids[0].x509SvidKey.allSatisfy { $0 == 0 })
+        X509Response.wipeKeys(message)
+        #expect(message.svids[0].x509SvidKey.isAllZero)
+        #expect(!sent.svids[0].x509SvidKey.isAllZero)
         #expect(!message.svids[0].x509Svid.allSatisfy { $0 == 0 })
     }
 
