@@ -112,13 +112,15 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
-        // SVIDs from a SPIFFE Workload API endpoint (SPIRE agent), as an X509Source:
-        // the X.509 messages of Spec/workload-api/workload.proto, decoded by hand
-        // so that the SVID key goes from the wire straight into wiping storage.
+        // The X.509 messages of Spec/workload-api/workload.proto in protobuf,
+        // decoded by hand so that the SVID key goes from the wire straight into
+        // wiping storage (and fuzzed without a network stack).
+        .target(name: "WorkloadAPIWire", dependencies: ["SecureMemory"]),
+        // SVIDs from a SPIFFE Workload API endpoint (SPIRE agent), as an X509Source.
         .target(
             name: "WorkloadAPI",
             dependencies: [
-                "SpiffeIdentity", "SecureMemory",
+                "WorkloadAPIWire", "SpiffeIdentity", "SecureMemory",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -194,7 +196,7 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]),
         // Hostile-input parsers as libFuzzer targets (tools/fuzz), and their corpus replayer.
-        .target(name: "FuzzTargets", dependencies: ["SpikeWire", "SecretJSON", "SpiffeIdentity", "ShamirVectors", "SecureMemory"]),
+        .target(name: "FuzzTargets", dependencies: ["SpikeWire", "SecretJSON", "SpiffeIdentity", "ShamirVectors", "SecureMemory", "WorkloadAPIWire"]),
         .executableTarget(name: "spike-fuzz", dependencies: ["FuzzTargets"]),
         // Run under valgrind by tools/ct-check, always from a release build (the code as it ships).
         .executableTarget(name: "ct-harness", dependencies: ["Shamir", "ScalarField", "SecureMemory", "ShamirCore", "SpikeWire", "SecretJSON"]),
@@ -249,7 +251,7 @@ let package = Package(
         .testTarget(
             name: "WorkloadAPITests",
             dependencies: [
-                "TestSupport", "WorkloadAPI", "SpiffeIdentity", "MutualTLS", "SecureMemory",
+                "TestSupport", "WorkloadAPI", "WorkloadAPIWire", "SpiffeIdentity", "MutualTLS", "SecureMemory",
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
                 .product(name: "NIOHPACK", package: "swift-nio-http2"),
                 .product(name: "X509", package: "swift-certificates"),

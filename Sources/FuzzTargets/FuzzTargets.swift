@@ -4,6 +4,7 @@ import SecureMemory
 import ShamirVectors
 import SpiffeIdentity
 import SpikeWire
+import WorkloadAPIWire
 
 /// The parsers that read hostile bytes, as fuzz targets. Each entry must
 /// return normally on every input (errors are fine; a trap is a finding) and
@@ -21,6 +22,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case vectorFile = "vector-file"
     /// Concatenated DER certificates and PKCS#8 keys from the Workload API.
     case derCertificates = "der-certificates"
+    /// Workload API messages (`X509SVIDResponse`, `X509BundlesResponse`) in protobuf.
+    case workloadAPIMessage = "workload-api-message"
 
     /// Largest input worth trying: every format here is refused far below it.
     public static let maximumInputBytes = 64 * 1024
@@ -33,6 +36,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .pem: Self.pem(Array(input))
         case .vectorFile: Self.vectorFile(Data(input))
         case .derCertificates: Self.derCertificates(Array(input))
+        case .workloadAPIMessage: Self.workloadAPIMessage(input)
         }
     }
 
@@ -87,5 +91,28 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
             guard !certificates.isEmpty, certificates.count <= DERCertificates.maximumCount else { violated("certificate count") }
         }
         _ = try? DERCertificates.pkcs8PrivateKey(bytes, what: "fuzz")
+    }
+
+    /// Whatever decodes re-encodes to bytes that decode to the same fields
+    /// (the encoding is canonical, so a second round gives identical bytes).
+    static func workloadAPIMessage(_ input: UnsafeRawBufferPointer) {
+        func bytes(_ secret: SecretBytes) -> [UInt8] { secret.withUnsafeBytes { Array($0) } }
+        if let message = try? X509SVIDResponse(decoding: input) {
+            let once = bytes(message.encoded())
+            guard let again = try? once.withUnsafeBytes({ try X509SVIDResponse(decoding: $0) }) else { violated("re-encoded X509SVIDResponse does not decode") }
+            guard again.svids.count == message.svids.count, again.crl == message.crl, again.federatedBundles == message.federatedBundles,
+                  zip(again.svids, message.svids).allSatisfy({ a, b in
+                      a.spiffeID == b.spiffeID && a.x509Svid == b.x509Svid && bytes(a.x509SvidKey) == bytes(b.x509SvidKey)
+                          && a.bundle == b.bundle && a.hint == b.hint
+                  }),
+                  bytes(again.encoded()) == once
+            else { violated("X509SVIDResponse round trip") }
+        }
+        if let message = try? X509BundlesResponse(decoding: input) {
+            let once = message.encoded()
+            guard let again = try? once.withUnsafeBytes({ try X509BundlesResponse(decoding: $0) }),
+                  again.crl == message.crl, again.bundles == message.bundles, again.encoded() == once
+            else { violated("X509BundlesResponse round trip") }
+        }
     }
 }

@@ -6,6 +6,7 @@ import NIOHPACK
 import NIOHTTP2
 import NIOPosix
 import SecureMemory
+import WorkloadAPIWire
 import SpiffeIdentity
 import X509
 

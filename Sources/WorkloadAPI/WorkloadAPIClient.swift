@@ -3,6 +3,7 @@ import NIOHPACK
 import NIOHTTP2
 import NIOPosix
 import SecureMemory
+import WorkloadAPIWire
 
 /// Why a Workload API call ended other than by the server closing the
 /// stream with status OK. The descriptions start with the gRPC code name, as

@@ -1,6 +1,7 @@
 import Foundation
 import NIOConcurrencyHelpers
 import SecureMemory
+import WorkloadAPIWire
 import ServiceLifecycle
 import SpiffeIdentity
 

@@ -1,5 +1,6 @@
 import Foundation
 import SecureMemory
+import WorkloadAPIWire
 import SpiffeIdentity
 import X509
 

@@ -9,6 +9,7 @@ import SpiffeIdentity
 import Testing
 import TestSupport
 @testable import WorkloadAPI
+import WorkloadAPIWire
 
 func bytes(hex: String) -> [UInt8] {
     var out: [UInt8] = []

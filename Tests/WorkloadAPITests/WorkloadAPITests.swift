@@ -10,6 +10,7 @@ import SecureMemory
 import TestSupport
 import X509
 @testable import WorkloadAPI
+import WorkloadAPIWire
 
 /// Events of a source, awaitable in order (no sleeps: each test waits for
 /// the event it needs, with a generous ceiling).

@@ -6,7 +6,7 @@
 ///
 /// Hand-written rather than generated so that the private key field is read
 /// straight into wiping storage (a generated message keeps it in `Data`).
-enum ProtobufWire {
+package enum ProtobufWire {
     enum WireType: UInt8 {
         case varint = 0
         case fixed64 = 1
@@ -19,9 +19,10 @@ enum ProtobufWire {
     /// A varint is at most 10 bytes (64 bits, 7 per byte).
     static let maximumVarintBytes = 10
 
-    struct Malformed: Error, Equatable, CustomStringConvertible {
-        let reason: String
-        var description: String { "malformed protobuf: \(reason)" }
+    package struct Malformed: Error, Equatable, CustomStringConvertible {
+        package let reason: String
+        package init(reason: String) { self.reason = reason }
+        package var description: String { "malformed protobuf: \(reason)" }
     }
 
     /// Reads fields in order from a buffer it does not own.

@@ -7,8 +7,8 @@ import SecureMemory
 // string that is not UTF-8 or a length past the end refuses the message.
 
 /// `X509SVIDRequest` and `X509BundlesRequest`: both empty, so both encode to no bytes.
-enum EmptyRequest {
-    static let encoded: [UInt8] = []
+package enum EmptyRequest {
+    package static let encoded: [UInt8] = []
 }
 
 /// `X509SVID`: one identity. The key is PKCS#8 DER in wiping storage.
@@ -31,7 +31,7 @@ package struct X509SVID: Sendable {
 
     package init() {}
 
-    init(decoding raw: UnsafeRawBufferPointer) throws(ProtobufWire.Malformed) {
+    package init(decoding raw: UnsafeRawBufferPointer) throws(ProtobufWire.Malformed) {
         var reader = ProtobufWire.Reader(raw)
         while let (number, type) = try reader.field() {
             switch number {
@@ -46,7 +46,7 @@ package struct X509SVID: Sendable {
     }
 
     /// The encoding holds the key: it goes into wiping storage.
-    func encoded() -> SecretBytes {
+    package func encoded() -> SecretBytes {
         // Each field costs at most a tag byte and a 5-byte length beyond its payload.
         var writer = ProtobufWire.Writer(reservingCapacity: spiffeID.utf8.count + x509Svid.count + x509SvidKey.count + bundle.count + hint.utf8.count + 5 * 6)
         writer.nonEmpty(Field.spiffeID, Array(spiffeID.utf8))
@@ -98,7 +98,7 @@ package struct X509SVIDResponse: Sendable {
 
     package init() {}
 
-    init(decoding raw: UnsafeRawBufferPointer) throws(ProtobufWire.Malformed) {
+    package init(decoding raw: UnsafeRawBufferPointer) throws(ProtobufWire.Malformed) {
         var reader = ProtobufWire.Reader(raw)
         while let (number, type) = try reader.field() {
             switch number {
@@ -111,7 +111,7 @@ package struct X509SVIDResponse: Sendable {
         }
     }
 
-    func encoded() -> SecretBytes {
+    package func encoded() -> SecretBytes {
         let inner = svids.map { $0.encoded() }
         let rest = crl.reduce(0) { $0 + $1.count + 6 } + federatedBundles.reduce(0) { $0 + $1.key.utf8.count + $1.value.count + 18 }
         var writer = ProtobufWire.Writer(reservingCapacity: inner.reduce(rest) { $0 + $1.count + 6 })
@@ -134,7 +134,7 @@ package struct X509BundlesResponse: Sendable {
 
     package init() {}
 
-    init(decoding raw: UnsafeRawBufferPointer) throws(ProtobufWire.Malformed) {
+    package init(decoding raw: UnsafeRawBufferPointer) throws(ProtobufWire.Malformed) {
         var reader = ProtobufWire.Reader(raw)
         while let (number, type) = try reader.field() {
             switch number {
@@ -145,7 +145,7 @@ package struct X509BundlesResponse: Sendable {
         }
     }
 
-    func encoded() -> [UInt8] {
+    package func encoded() -> [UInt8] {
         var writer = ProtobufWire.Writer()
         for list in crl { writer.field(Field.crl, list) }
         BundleMapField.encode(bundles, number: Field.bundles, into: &writer)
