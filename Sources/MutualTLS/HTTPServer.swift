@@ -42,8 +42,9 @@ public final class MTLSHTTPServer: Sendable {
         public var maximumBodyBytes = 4096
         public var idleTimeout: TimeAmount = .seconds(60)
         public var handshakeTimeout: TimeAmount = .seconds(10)
-        /// From the handshake (or the previous response) to a complete request
-        /// head: a peer dripping header bytes cannot hold a connection.
+        /// From the handshake, or from the first byte of a later request on a
+        /// kept-alive connection, to its complete head: a peer dripping header
+        /// bytes cannot hold a connection. Between requests the idle timeout rules.
         public var requestHeadTimeout: TimeAmount = .seconds(10)
         /// From a request head to its last body byte.
         public var requestTimeout: TimeAmount = .seconds(30)
@@ -88,7 +89,7 @@ public final class MTLSHTTPServer: Sendable {
         let contexts = TLSContextCache(source: source, side: .server)
         _ = try contexts.context()  // fail now, not on the first connection, if the SVID is unusable
         let connections = self.connections
-        let refused = RefusalNotices(interval: limits.refusalNoticeInterval, emit: onRefused)
+        let refused = RefusalNotices(interval: limits.refusalNoticeInterval, loop: group.next(), emit: onRefused)
         notices.withLockedValue { $0 = refused }
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 512)
@@ -111,8 +112,10 @@ public final class MTLSHTTPServer: Sendable {
                     // After the TLS handler: it announces handshakeCompleted toward the tail.
                     try sync.addHandler(HandshakeDeadline(timeout: limits.handshakeTimeout))
                     try sync.addHandler(IdleStateHandler(readTimeout: limits.idleTimeout))
+                    let headClock = RequestHeadDeadline(timeout: limits.requestHeadTimeout)
+                    try sync.addHandler(headClock)
                     try sync.configureHTTPServerPipeline(withErrorHandling: true)
-                    try sync.addHandler(RequestHandler(box: box, limits: limits, tooLarge: tooLargeResponse, respond: responder))
+                    try sync.addHandler(RequestHandler(box: box, limits: limits, headClock: headClock, tooLarge: tooLargeResponse, respond: responder))
                 }
             }
         let channel = try await bootstrap.bind(host: host, port: port).get()
@@ -162,42 +165,68 @@ struct ServerDrainEvent {}
 
 /// Rate-limited refusal lines: the first refusal of an interval is passed on
 /// at once; later ones in the same interval are counted and reported, with
-/// the last reason, when the next interval's first one arrives or at `flush`.
+/// the last reason, as one line when the interval ends (or at `flush`).
+///
+/// Invariant: while a window has suppressed refusals, one task is scheduled
+/// to end it; it ends only the window it was scheduled for (`id`).
 final class RefusalNotices: Sendable {
     private struct Window {
+        var id: UInt64
         var started: ContinuousClock.Instant
         var suppressed = 0
         var lastReason = ""
+        var end: Scheduled<Void>?
     }
-    private let window = NIOLockedValueBox<Window?>(nil)
+    private let window = NIOLockedValueBox<(current: Window?, nextID: UInt64)>((nil, 0))
     private let interval: Duration
+    private let loop: any EventLoop
     private let emit: @Sendable (String) -> Void
 
-    init(interval: Duration, emit: @escaping @Sendable (String) -> Void) {
+    init(interval: Duration, loop: any EventLoop, emit: @escaping @Sendable (String) -> Void) {
         self.interval = interval
+        self.loop = loop
         self.emit = emit
     }
 
     func note(_ reason: String) {
         let now = ContinuousClock.now
-        let lines: [String] = window.withLockedValue { w in
-            if let current = w, now - current.started < interval {
-                w!.suppressed += 1
-                w!.lastReason = reason
+        let lines: [String] = window.withLockedValue { state in
+            if var current = state.current, now - current.started < interval {
+                current.suppressed += 1
+                current.lastReason = reason
+                if current.end == nil {
+                    let id = current.id, remaining = interval - (now - current.started)
+                    current.end = loop.scheduleTask(in: .nanoseconds(Int64(remaining / .nanoseconds(1)))) { self.endWindow(id) }
+                }
+                state.current = current
                 return []
             }
-            let summary = w.flatMap(Self.summary)
-            w = Window(started: now)
+            let summary = state.current.flatMap(Self.summary)
+            state.current?.end?.cancel()
+            state.nextID += 1
+            state.current = Window(id: state.nextID, started: now)
             return (summary.map { [$0] } ?? []) + [reason]
         }
         lines.forEach(emit)
     }
 
-    /// Reports what the current interval has counted so far.
+    /// The interval is over: its count goes out, and the next refusal is passed on at once.
+    private func endWindow(_ id: UInt64) {
+        let line: String? = window.withLockedValue { state in
+            guard let current = state.current, current.id == id else { return nil }
+            state.current = nil
+            return Self.summary(current)
+        }
+        line.map(emit)
+    }
+
+    /// Reports what the current interval has counted so far (at stop).
     func flush() {
-        let line: String? = window.withLockedValue { w in
-            defer { if w != nil { w!.suppressed = 0 } }
-            return w.flatMap(Self.summary)
+        let line: String? = window.withLockedValue { state in
+            guard let current = state.current else { return nil }
+            current.end?.cancel()
+            state.current = nil
+            return Self.summary(current)
         }
         line.map(emit)
     }
@@ -274,11 +303,66 @@ final class HandshakeDeadline: ChannelInboundHandler, RemovableChannelHandler {
     }
 }
 
+/// The request-head deadline, from bytes rather than parsed parts: between
+/// the decrypted stream and the HTTP decoder, it starts the clock at the
+/// handshake and, on a kept-alive connection, at the first byte of the next
+/// request (as Go's server does: idle time between requests is the idle
+/// timeout's). `RequestHandler` stops it when a head is complete and lets the
+/// next byte start it again once a response is written.
+///
+/// Invariant: `task` is scheduled only while `awaitingHead`.
+final class RequestHeadDeadline: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    let timeout: TimeAmount
+    private var awaitingHead = true
+    private var task: Scheduled<Void>?
+    private var channel: Channel?
+
+    init(timeout: TimeAmount) { self.timeout = timeout }
+
+    func handlerAdded(context: ChannelHandlerContext) { channel = context.channel }
+
+    private func start(_ loop: EventLoop) {
+        guard awaitingHead, task == nil, let channel else { return }
+        task = loop.scheduleTask(in: timeout) { channel.close(promise: nil) }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        start(context.eventLoop)
+        context.fireChannelRead(data)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case TLSUserEvent.handshakeCompleted = event { start(context.eventLoop) }  // the first request is owed at once
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    /// A request head is complete: its body has the request deadline.
+    func headArrived() {
+        awaitingHead = false
+        task?.cancel()
+        task = nil
+    }
+
+    /// A response is written: the next byte starts the next head's clock.
+    func awaitNextHead() { awaitingHead = true }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        task?.cancel()
+        task = nil
+        channel = nil
+        context.fireChannelInactive()
+    }
+}
+
 /// Collects one request (head + body up to the limit), asks the responder,
 /// writes the response with exact bytes. Keeps the connection alive when the
 /// client asked for it. Deadlines: a complete head within `requestHeadTimeout`
-/// of the handshake or of the previous response, the rest of the request
-/// within `requestTimeout` of its head; either missed closes the connection.
+/// (`RequestHeadDeadline`), the rest of the request within `requestTimeout`
+/// of its head; either missed closes the connection. With pipelining, NIO
+/// hands over the next request's head during the previous response's `.end`
+/// write, so every state change for a response is made before that write.
 /// A body over the limit is answered at once (from its declared length, or
 /// as soon as it crosses the limit) and the connection closed.
 final class RequestHandler: ChannelInboundHandler {
@@ -290,6 +374,7 @@ final class RequestHandler: ChannelInboundHandler {
     let limits: MTLSHTTPServer.Limits
     let tooLarge: HTTPResponseData
     let respond: MTLSHTTPServer.Responder
+    let headClock: RequestHeadDeadline
     var head: HTTPRequestHead?
     var body: [UInt8] = []
     /// Set once a request got its 413: the connection closes at the request's
@@ -301,13 +386,17 @@ final class RequestHandler: ChannelInboundHandler {
     static let discardBudgetBytes = 64 * 1024
     static let refusalLinger: TimeAmount = .seconds(1)
     var deadline: Scheduled<Void>?
-    /// From a request's head until its response is written.
+    /// From a request's head until its response is handed to the channel.
     var inFlight = false
+    /// Responses handed to the channel and not yet written out.
+    var unwritten = 0
     /// `stop` asked: close once nothing is in flight, answer with `Connection: close`.
     var draining = false
 
-    init(box: PeerIdentityBox, limits: MTLSHTTPServer.Limits, tooLarge: HTTPResponseData, respond: MTLSHTTPServer.Responder) {
+    init(box: PeerIdentityBox, limits: MTLSHTTPServer.Limits, headClock: RequestHeadDeadline, tooLarge: HTTPResponseData,
+         respond: MTLSHTTPServer.Responder) {
         self.box = box
+        self.headClock = headClock
         self.limit = limits.maximumBodyBytes
         self.limits = limits
         self.tooLarge = tooLarge
@@ -341,6 +430,7 @@ final class RequestHandler: ChannelInboundHandler {
         case .head(let h):
             head = h
             inFlight = true
+            headClock.headArrived()
             arm(context, limits.requestTimeout)
             body.removeAll(keepingCapacity: true)
             body.reserveCapacity(limit)  // no reallocation, so no unwiped copies left behind
@@ -408,22 +498,26 @@ final class RequestHandler: ChannelInboundHandler {
         var buffer = context.channel.allocator.buffer(capacity: response.body.count)
         buffer.writeBytes(response.body)
         context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        // Before `.end`: writing it may deliver a pipelined next head at once.
+        inFlight = false
+        unwritten += 1
+        disarm()
+        if keepAlive { headClock.awaitNextHead() }
         let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
         let channel = context.channel
-        if keepAlive { arm(context, limits.requestHeadTimeout) }  // the next request's head
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         done.whenComplete { _ in
-            handler.value.inFlight = false
-            if (!keepAlive && closeWhenWritten) || handler.value.draining { channel.close(promise: nil) }
+            let h = handler.value
+            h.unwritten -= 1
+            if (!keepAlive && closeWhenWritten) || (h.draining && !h.inFlight && h.unwritten == 0) { channel.close(promise: nil) }
         }
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is IdleStateHandler.IdleStateEvent { context.close(promise: nil) }
-        if case TLSUserEvent.handshakeCompleted = event { arm(context, limits.requestHeadTimeout) }
         if event is ServerDrainEvent {
             draining = true
-            if !inFlight { context.close(promise: nil) }
+            if !inFlight && unwritten == 0 { context.close(promise: nil) }
             return
         }
         context.fireUserInboundEventTriggered(event)

@@ -107,11 +107,13 @@ public final class OperatorServer: Service, Sendable {
 
     public var port: Int { server.port }
 
-    public func start(host: String, port: Int) async throws {
+    public func start(host: String, port: Int, maximumConnections: Int = MTLSHTTPServer.Limits().maximumConnections) async throws {
         let routes = self.routes, logger = self.logger
+        var limits = MTLSHTTPServer.Limits()
+        limits.maximumConnections = maximumConnections
         try await server.start(
             host: host, port: port, source: source,
-            policy: PeerPolicy(name: "a SPIFFE ID of a trusted domain") { _ in true },
+            policy: PeerPolicy(name: "a SPIFFE ID of a trusted domain") { _ in true }, limits: limits,
             tooLargeResponse: HTTPResponseData(status: .payloadTooLarge, body: OperatorRoutes.tooLarge.body),
             onRefused: { logger.notice("operator TLS handshake refused: \($0)") },
             responder: .async { request in

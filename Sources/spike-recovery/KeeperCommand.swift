@@ -1,6 +1,7 @@
 import ArgumentParser
 import KeeperService
 import Logging
+import MutualTLS
 import ProcessSupport
 import SecureMemory
 import ServiceLifecycle
@@ -33,13 +34,15 @@ struct KeeperCommand: AsyncParsableCommand {
         do {
             if let metrics = try await Settings.metricsEndpoint(metricsAddress) { services.append(.init(service: metrics)) }
             let address = try Settings.listenAddress("SPIKE_KEEPER_TLS_PORT", default: ":8443")
+            var limits = MTLSHTTPServer.Limits.keeper
+            limits.maximumConnections = try Settings.maximumConnections()
             let roots = try Settings.trustRoots()
             let source = try await Settings.x509Source(role: .keeper, trustRoots: roots, logger: logger)
             let me = try Settings.requireOwnRole(.keeper, source: source, trustRoots: roots)
             services.append(.init(service: source))
             keeper = KeeperServer(source: source, trustRoots: roots, logger: logger)
             do {
-                try await keeper.start(host: address.host, port: address.port)
+                try await keeper.start(host: address.host, port: address.port, limits: limits)
             } catch {
                 throw OperatorError("cannot listen on \(address): \(error)", exitCode: 1)
             }

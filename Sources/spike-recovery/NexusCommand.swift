@@ -85,7 +85,7 @@ struct NexusCommand: AsyncParsableCommand {
         let recovery = node.makeRecovery(trace: recorder)
         let server = node.makeOperatorServer(recovery: recovery)
         do {
-            try await server.start(host: settings.listen.host, port: settings.listen.port)
+            try await server.start(host: settings.listen.host, port: settings.listen.port, maximumConnections: settings.maximumConnections)
         } catch {
             throw fail(OperatorError("SPIKE_NEXUS_TLS_PORT: cannot listen on \(settings.listen): \(error)"))
         }
@@ -148,6 +148,7 @@ struct NexusSettings {
     let roots: TrustRoots
     let source: any X509Source & Service
     let listen: ListenAddress
+    let maximumConnections: Int
 
     static func fromEnvironment(logger: Logger, deadline: Duration?, allowEmptyStore: Bool) async throws -> NexusSettings {
         let env = Settings.environment
@@ -161,6 +162,7 @@ struct NexusSettings {
             throw OperatorError(error.description, exitCode: 64)
         }
         let roots = try Settings.trustRoots()
+        let maximumConnections = try Settings.maximumConnections()
         var keeperIDs: [SpiffeID]?
         if let raw = env[RecoveryConfiguration.keeperIDsVariable], !raw.isEmpty {
             do {
@@ -197,7 +199,7 @@ struct NexusSettings {
         let source = try await Settings.x509Source(role: .nexus, trustRoots: roots, logger: logger)
         _ = try Settings.requireOwnRole(.nexus, source: source, trustRoots: roots)
         let listen = try Settings.listenAddress("SPIKE_NEXUS_TLS_PORT", default: ":8553")
-        return NexusSettings(config: config, roots: roots, source: source, listen: listen)
+        return NexusSettings(config: config, roots: roots, source: source, listen: listen, maximumConnections: maximumConnections)
     }
 
     /// `--restore FILE...`: Pilot shard files, checked before the machine starts.

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MutualTLS
 import ProcessSupport
 import ServiceLifecycle
 import SpiffeIdentity
@@ -12,6 +13,13 @@ enum Settings {
 
     static func bad(_ variable: String, _ expected: String) -> OperatorError {
         OperatorError("\(variable): \(expected)", exitCode: 64)
+    }
+
+    /// `SPIKE_TLS_MAX_CONNECTIONS`: open connections (handshakes included) the
+    /// mTLS port of `keeper` and `nexus` holds; one more is closed at once.
+    static let maximumConnectionsVariable = "SPIKE_TLS_MAX_CONNECTIONS"
+    static func maximumConnections() throws -> Int {
+        try integer(maximumConnectionsVariable, default: MTLSHTTPServer.Limits().maximumConnections, range: 1...65_536)
     }
 
     /// `:8443`, `host:8443`, `[::1]:8443`; an empty host listens on every IPv4 interface.

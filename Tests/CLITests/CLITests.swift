@@ -141,12 +141,15 @@ struct GoVectors: Decodable {
             ("SPIKE_NEXUS_RECOVERY_MAX_INTERVAL", "2h", "expected a duration from 10ms to 1h"),
             ("SPIKE_SYSTEM_LOG_LEVEL", "loud", "expected one of trace, debug, info, warn, error (got \"loud\")"),
             ("SPIKE_NEXUS_KEEPER_PEERS", "https://a:99999", "entry 1 has port 99999; a port is 1...65535"),
+            ("SPIKE_TLS_MAX_CONNECTIONS", "0", "expected a whole number in 1...65536 (got \"0\")"),
         ] {
             let r = try await cli(["nexus"], env: onePeer.merging([variable: value]) { $1 })
             #expect(r.status == 64, "\(variable)=\(value): exit \(r.status)")
             #expect(r.stderr.contains("\(variable): \(problem)"), "\(variable)=\(value): \(r.stderr)")
             #expect(r.stderr.split(separator: "\n").count == 1, "\(variable)=\(value): \(r.stderr)")
         }
+        let capKeeper = try await cli(["keeper"], env: ["SPIKE_TLS_MAX_CONNECTIONS": "many"])
+        #expect(capKeeper.status == 64 && capKeeper.stderr.contains("SPIKE_TLS_MAX_CONNECTIONS: expected a whole number in 1...65536 (got \"many\")"))
         let loudKeeper = try await cli(["keeper"], env: ["SPIKE_SYSTEM_LOG_LEVEL": "loud"])
         #expect(loudKeeper.status == 64 && loudKeeper.stderr.contains("SPIKE_SYSTEM_LOG_LEVEL: expected one of"))
         let peers3 = "https://a:1,https://b:2,https://c:3"

@@ -1,5 +1,5 @@
 import Foundation
-import MutualTLS
+@testable import MutualTLS
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -382,6 +382,79 @@ func startServer(_ ids: Identities, source: any X509Source, policy: PeerPolicy, 
         #expect(slow.map { $0 < 10 } == true, "\(r.stdout)")
         #expect(counter.value == 0)
         await server.stop()
+    }
+
+    /// The head deadline runs from a request's first byte, not from the last
+    /// response: a kept-alive connection idle for longer than it is still
+    /// served (the idle timeout rules between requests). A pipelined second
+    /// request keeps its own request deadline: it arrives while the first
+    /// response is written, and that write must not re-arm the head deadline over it.
+    @Test func keepAliveIdleAndPipelinedDeadlines() async throws {
+        var limits = MTLSHTTPServer.Limits()
+        limits.requestHeadTimeout = .milliseconds(800)
+        limits.requestTimeout = .seconds(5)
+        let counter = Counter()
+        let server = try await startServer(ids, source: try ids.source("/spike/keeper/1"), policy: .roles([.nexus], trustRoots: ids.roots),
+                                           counter: counter, limits: limits)
+        let r = try await python(Self.connect + """
+            port = int(sys.argv[4])
+            def status_lines(s, n):
+                data = b""
+                while data.count(b"HTTP/1.1 ") < n or not data.endswith(b"}"):
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                # Each response starts "HTTP/1.1 <status>\\r\\n", right after the previous body.
+                return ["HTTP/1.1 " + part.split(b"\\r\\n")[0].decode() for part in data.split(b"HTTP/1.1 ")[1:]]
+            req = b"POST /x HTTP/1.1\\r\\nHost: k\\r\\nContent-Length: 2\\r\\n\\r\\n{}"
+            s = tls(port)
+            s.sendall(req)
+            print("first:", status_lines(s, 1))
+            time.sleep(2)  # idle, past the head deadline
+            try:
+                s.sendall(req)
+                print("after idle:", status_lines(s, 1))
+            except (ssl.SSLError, OSError) as e:
+                print("after idle: closed")
+            s.close()
+            s = tls(port)
+            # Two requests in one write; the second's body comes 2 s later, inside its
+            # request deadline but past the head deadline.
+            s.sendall(req + b"POST /y HTTP/1.1\\r\\nHost: k\\r\\nContent-Length: 11\\r\\n\\r\\n{")
+            time.sleep(2)
+            try:
+                s.sendall(b'"a":"bcd"}')
+                print("pipelined:", status_lines(s, 2))
+            except (ssl.SSLError, OSError):
+                print("pipelined: closed")
+            s.close()
+            """, [String(server.port)])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("first: ['HTTP/1.1 200 OK']"), "\(r.stdout)")
+        #expect(r.stdout.contains("after idle: ['HTTP/1.1 200 OK']"), "\(r.stdout)")
+        #expect(r.stdout.contains("pipelined: ['HTTP/1.1 200 OK', 'HTTP/1.1 200 OK']"), "\(r.stdout)")
+        #expect(counter.value == 4)
+        await server.stop()
+    }
+
+    /// The count of an interval's suppressed refusals goes out when the
+    /// interval ends, not only when the next refusal or the stop comes.
+    @Test func refusalCountsGoOutAtTheEndOfTheirInterval() async throws {
+        let lines = NIOLockedValueBox<[String]>([])
+        let notices = RefusalNotices(interval: .milliseconds(300), loop: MultiThreadedEventLoopGroup.singleton.next()) { line in
+            lines.withLockedValue { $0.append(line) }
+        }
+        for i in 1...5 { notices.note("refusal \(i)") }
+        #expect(lines.withLockedValue { $0 } == ["refusal 1"])
+        let end = ContinuousClock.now + .seconds(20)
+        while lines.withLockedValue({ $0.count }) < 2, ContinuousClock.now < end { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(lines.withLockedValue { $0 } == ["refusal 1", "4 more refused since the line above (the last: refusal 5)"])
+        // The next refusal starts a new interval and is passed on at once; a flush with nothing counted adds nothing.
+        notices.note("refusal 6")
+        notices.flush()
+        #expect(lines.withLockedValue { $0 }.suffix(1) == ["refusal 6"])
+        #expect(lines.withLockedValue { $0.count } == 3)
     }
 
     /// Connections over the cap are closed at once, and the refused handshakes
