@@ -72,7 +72,7 @@ let package = Package(
         .target(
             name: "MutualTLS",
             dependencies: [
-                "SpiffeIdentity", "SecureMemory",
+                "SpiffeIdentity", "SecureMemory", "CSecureMemory",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -120,7 +120,7 @@ let package = Package(
         .target(
             name: "WorkloadAPI",
             dependencies: [
-                "WorkloadAPIWire", "SpiffeIdentity", "SecureMemory",
+                "WorkloadAPIWire", "SpiffeIdentity", "SecureMemory", "MutualTLS",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -289,12 +289,12 @@ let package = Package(
         .testTarget(name: "DemoTests", dependencies: ["Demo", "BackingStore", "SecureMemory", "Shamir", "TestSupport"]),
         .testTarget(name: "BenchTests", dependencies: ["Bench"]),
         .testTarget(name: "FuzzCorpusTests", dependencies: ["FuzzTargets"]),
-        .testTarget(name: "ShamirReferenceTests", dependencies: ["ShamirReference", "ShamirCore", "SecureMemory"]),
+        .testTarget(name: "ShamirReferenceTests", dependencies: ["TestSupport", "ShamirReference", "ShamirCore", "SecureMemory"]),
         .testTarget(name: "ScalarFieldTests", dependencies: ["ScalarField", "ShamirReference", "ShamirCore"]),
         .testTarget(
             name: "ShamirTests",
             dependencies: [
-                "Shamir", "ShamirReference", "ShamirCore", "SecureMemory", "ScalarField",
+                "TestSupport", "Shamir", "ShamirReference", "ShamirCore", "SecureMemory", "ScalarField",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
         .testTarget(

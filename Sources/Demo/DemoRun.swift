@@ -166,6 +166,8 @@ public final class DemoRun: @unchecked Sendable {
         env["SPIKE_KEEPER_TLS_PORT"] = "127.0.0.1:\(port)"
         env["SPIKE_SYSTEM_LOG_LEVEL"] = "warn"
         env["SPIKE_RECOVERY_PARENT_PID"] = String(getpid())
+        // As the README recommends: no glibc per-thread cache, so every freed block is overwritten.
+        env["GLIBC_TUNABLES"] = "glibc.malloc.tcache_count=0"
         p.environment = env
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle(forWritingAtPath: "/dev/null")

@@ -18,17 +18,24 @@ public struct HTTPRequestData: Sendable {
     public let peer: SpiffeID
 }
 
+/// A response to write. The body lives in wiping storage: a keeper's shard
+/// answer and a Nexus's recover answer carry shards as decimal text.
 public struct HTTPResponseData: Sendable {
     public var status: HTTPResponseStatus
     public var contentType: String?
     public var extraHeaders: [(String, String)]
-    public var body: [UInt8]
+    public var body: SecretBytes
 
-    public init(status: HTTPResponseStatus, contentType: String? = "application/json", extraHeaders: [(String, String)] = [], body: [UInt8]) {
+    public init(status: HTTPResponseStatus, contentType: String? = "application/json", extraHeaders: [(String, String)] = [], body: SecretBytes) {
         self.status = status
         self.contentType = contentType
         self.extraHeaders = extraHeaders
         self.body = body
+    }
+
+    /// A body of public text (errors, `{}`).
+    public init(status: HTTPResponseStatus, contentType: String? = "application/json", extraHeaders: [(String, String)] = [], body: [UInt8]) {
+        self.init(status: status, contentType: contentType, extraHeaders: extraHeaders, body: SecretBytes(copying: body))
     }
 }
 
@@ -95,6 +102,7 @@ public final class MTLSHTTPServer: Sendable {
             .serverChannelOption(.backlog, value: 512)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.allocator, value: WipingAllocator.shared)
             .childChannelInitializer { channel in
                 guard connections.count < limits.maximumConnections else {
                     refused.note("over \(limits.maximumConnections) open connections; closed at once")
@@ -443,7 +451,8 @@ final class RequestHandler: ChannelInboundHandler {
                 refuseTooLarge(context: context, version: head?.version ?? .http1_1)
                 return
             }
-            body += chunk.readBytes(length: chunk.readableBytes) ?? []
+            // Straight from NIO's buffer into the reserved array: no temporary copy.
+            chunk.withUnsafeReadableBytes { body.append(contentsOf: $0) }
         case .end:
             disarm()
             guard let head else { return }
@@ -495,8 +504,8 @@ final class RequestHandler: ChannelInboundHandler {
         if !keepAlive { headers.add(name: "Connection", value: "close") }
         let head = HTTPResponseHead(version: version, status: response.status, headers: headers)
         context.write(wrapOutboundOut(.head(head)), promise: nil)
-        var buffer = context.channel.allocator.buffer(capacity: response.body.count)
-        buffer.writeBytes(response.body)
+        var buffer = context.channel.allocator.buffer(capacity: response.body.count)  // a wiping allocator's
+        response.body.withUnsafeBytes { _ = buffer.writeBytes($0) }
         context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         // Before `.end`: writing it may deliver a pipelined next head at once.
         inFlight = false

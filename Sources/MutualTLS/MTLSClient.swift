@@ -60,6 +60,11 @@ public final class MTLSClient: Sendable {
     /// `expectedPeer`, the server must present exactly that ID (and satisfy
     /// the client's policy); anything else fails the handshake.
     public func post(_ url: String, json body: [UInt8], deadline: Duration, expectedPeer: SpiffeID? = nil) async throws -> Response {
+        try await post(url, json: SecretBytes(copying: body), deadline: deadline, expectedPeer: expectedPeer)
+    }
+
+    /// `post` with a body in wiping storage (a contribute carries a shard).
+    public func post(_ url: String, json body: SecretBytes, deadline: Duration, expectedPeer: SpiffeID? = nil) async throws -> Response {
         let target = try Target(url)
         let context = try contexts.context()
         let box = PeerIdentityBox()
@@ -75,7 +80,7 @@ public final class MTLSClient: Sendable {
         head.headers.add(name: "Content-Type", value: "application/json")
         head.headers.add(name: "Content-Length", value: String(body.count))
         head.headers.add(name: "Connection", value: "close")
-        let request = RequestBytes(head: head, body: body.withUnsafeBytes { SecretBytes(copying: $0) })
+        let request = RequestBytes(head: head, body: body)
 
         // The whole exchange runs on the event loop: the request is written when
         // the channel becomes active (NIOSSL holds it until the handshake is
@@ -84,6 +89,7 @@ public final class MTLSClient: Sendable {
         let makeBootstrap: @Sendable () -> ClientBootstrap = { ClientBootstrap(group: eventLoop)
             .connectTimeout(timeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.allocator, value: WipingAllocator.shared)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let tls = try NIOSSLClientHandler(
@@ -258,7 +264,7 @@ final class ResponseCollector: ChannelInboundHandler {
                 context.close(promise: nil)
                 return
             }
-            body += chunk.readBytes(length: chunk.readableBytes) ?? []
+            chunk.withUnsafeReadableBytes { body.append(contentsOf: $0) }  // no temporary copy
         case .end:
             promise.succeed((status, SecretBytes(consuming: &body)))
         }

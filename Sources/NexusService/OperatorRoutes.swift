@@ -50,17 +50,18 @@ public struct OperatorRoutes: Sendable {
         guard let shards = recovery.installedKeyShards() else {
             return RouteResponse(status: 500, body: Array("{\"shards\":null,\"err\":\"api_internal_error\"}".utf8))
         }
-        var out = Array("{\"shards\":{".utf8)
+        // Reserved whole up front: the array never grows, so no unwiped copy of a shard is left behind.
+        var out: [UInt8] = []
+        out.reserveCapacity(16 + shards.reduce(0) { $0 + 12 + KeeperWire.arrayCapacity($1.value) })
+        out += Array("{\"shards\":{".utf8)
         for (i, shard) in shards.enumerated() {
             if i > 0 { out.append(UInt8(ascii: ",")) }
             out += Array("\"\(shard.id)\":".utf8)
-            var array = KeeperWire.contributeBody(shard.value)  // {"shard":[…]}
-            out += array[9..<(array.count - 1)]                  // just the […]
-            SecureMemory.wipe(&array)
+            KeeperWire.appendArray(shard.value, to: &out)
             shard.value.wipe()
         }
         out += Array("}}".utf8)
-        return RouteResponse(status: 200, body: out)
+        return RouteResponse(status: 200, body: SecretBytes(consuming: &out))
     }
 
     func restore(body: SecretBytes, peer: SpiffeID) async -> RouteResponse {

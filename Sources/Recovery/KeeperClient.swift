@@ -39,8 +39,7 @@ public struct MTLSKeeperClient: KeeperClient {
     }
 
     public func contribute(url: String, shard: SecretBytes, deadline: Duration) async -> Result<Void, KeeperContributeError> {
-        var body = KeeperWire.contributeBody(shard)
-        defer { SecureMemory.wipe(&body) }
+        let body = KeeperWire.contributeBody(shard)
         do {
             let response = try await client.post(url, json: body, deadline: deadline, expectedPeer: pins[url])
             guard response.status == 200 else { return .failure(KeeperContributeError(description: "HTTP \(response.status)")) }

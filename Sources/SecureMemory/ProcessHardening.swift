@@ -6,7 +6,9 @@ import Glibc
 /// Keeps secrets out of core dumps, crash output and swap for processes
 /// that hold them: no dumps (RLIMIT_CORE 0, PR_SET_DUMPABLE 0), a fatal
 /// signal prints one fixed line instead of the runtime's backtrace (which
-/// dumps registers and memory bytes), and all memory locked where permitted.
+/// dumps registers and memory bytes), all memory locked where permitted, and
+/// freed heap blocks overwritten (plaintext that libraries leave in buffers
+/// they free, BoringSSL's decrypted TLS records among them).
 public enum ProcessHardening {
     /// Applies both; returns a sentence naming what could not be done, or nil.
     public static func apply() -> String? {
@@ -15,6 +17,7 @@ public enum ProcessHardening {
         if dumps & 1 != 0 { missing.append("core-dump limit") }
         if dumps & 2 != 0 { missing.append("PR_SET_DUMPABLE") }
         if csm_quiet_crash_handlers() != 0 { missing.append("quiet crash handlers") }
+        if csm_wipe_freed_heap() != 0 { missing.append("overwriting freed heap blocks (mallopt M_PERTURB)") }
         let lockError = csm_lock_all_memory()
         if lockError == ENOMEM {
             missing.append("mlockall (RLIMIT_MEMLOCK below 1 GiB; raise it or run with CAP_IPC_LOCK; secrets may reach swap)")

@@ -28,31 +28,34 @@ public enum KeeperWire {
     public static func errorBody(_ code: String) -> [UInt8] { Array("{\"err\":\"\(code)\"}".utf8) }
     public static func shardErrorBody(_ code: String) -> [UInt8] { Array("{\"shard\":null,\"Err\":\"\(code)\"}".utf8) }
 
-    /// `{"shard":[…32 ints…],"Err":""}`. The caller must wipe the result.
-    public static func shardBody(_ shard: SecretBytes) -> [UInt8] {
+    /// `{"shard":[…32 ints…],"Err":""}`, in wiping storage.
+    public static func shardBody(_ shard: SecretBytes) -> SecretBytes {
         var out: [UInt8] = []
-        out.reserveCapacity(10 + shard.count * 4 + 10)
+        out.reserveCapacity(10 + arrayCapacity(shard) + 10)  // never grows: no unwiped copy
         out += Array("{\"shard\":".utf8)
         appendArray(shard, to: &out)
         out += Array(",\"Err\":\"\"}".utf8)
-        return out
+        return SecretBytes(consuming: &out)
     }
 
-    /// `{"shard":[…32 ints…]}`: the contribute request. The caller must wipe the result.
-    public static func contributeBody(_ shard: SecretBytes) -> [UInt8] {
+    /// `{"shard":[…32 ints…]}`: the contribute request, in wiping storage.
+    public static func contributeBody(_ shard: SecretBytes) -> SecretBytes {
         var out: [UInt8] = []
-        out.reserveCapacity(10 + shard.count * 4 + 2)
+        out.reserveCapacity(10 + arrayCapacity(shard) + 2)
         out += Array("{\"shard\":".utf8)
         appendArray(shard, to: &out)
         out.append(UInt8(ascii: "}"))
-        return out
+        return SecretBytes(consuming: &out)
     }
+
+    /// The most bytes `appendArray` writes for `bytes`: three digits and a comma each, and the brackets.
+    package static func arrayCapacity(_ bytes: SecretBytes) -> Int { bytes.count * 4 + 2 }
 
     /// `[a,b,…]` in decimal, written digit by digit (no intermediate strings).
     /// The digits come from arithmetic on the secret byte, never a branch or a
     /// table; only each number's digit count is declassified, which Go's
     /// format (no leading zeros) puts in the text's length anyway.
-    static func appendArray(_ bytes: SecretBytes, to out: inout [UInt8]) {
+    package static func appendArray(_ bytes: SecretBytes, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "["))
         bytes.withUnsafeBytes { raw in
             for i in 0..<raw.count {

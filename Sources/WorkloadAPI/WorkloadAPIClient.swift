@@ -2,6 +2,7 @@ import NIOCore
 import NIOHPACK
 import NIOHTTP2
 import NIOPosix
+import MutualTLS
 import SecureMemory
 import WorkloadAPIWire
 
@@ -57,6 +58,7 @@ final class WorkloadAPIConnection: Sendable {
         do {
             (channel, multiplexer) = try await ClientBootstrap(group: group)
                 .connectTimeout(Self.connectTimeout)
+                .channelOption(.allocator, value: WipingAllocator.shared)  // the SVID key's frames
                 .connect(unixDomainSocketPath: endpoint.socketPath) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         // Servers do not open streams to a client; any that did would be left idle.

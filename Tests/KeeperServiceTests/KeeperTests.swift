@@ -47,7 +47,7 @@ let badContributeBodies: [(String, String)] = [
 
     func call(_ uri: String, _ body: String, _ peer: SpiffeID = nexus, method: String = "POST") -> (Int, String) {
         let r = routes.handle(method: method, uri: uri, body: secret(body), peer: peer)
-        return (r.status, String(decoding: r.body, as: UTF8.self))
+        return (r.status, r.body.withUnsafeBytes { String(decoding: $0, as: UTF8.self) })
     }
 
     @Test func happyPath() {

@@ -178,7 +178,7 @@ import TestSupport
         let w = try World()
         let stale = try NativeShamir().split(rootKey: randomRootKey(), threshold: 2, shares: 3).shards[0].value.withUnsafeBytes { Array($0) }
         let gate = Gate()
-        try await w.addScriptedKeeper(gate: gate) { KeeperWire.shardBody(SecretBytes(copying: stale)) }
+        try await w.addScriptedKeeper(gate: gate, secretBody: { KeeperWire.shardBody(SecretBytes(copying: stale)) })
         try await w.addKeeper()
         try await w.addKeeper()
         w.fill(1)

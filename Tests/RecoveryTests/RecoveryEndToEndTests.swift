@@ -100,6 +100,12 @@ final class World: @unchecked Sendable {
 
     /// A keeper (valid keeper SVID) that answers with `body` after `delay`.
     func addScriptedKeeper(status: HTTPResponseStatus = .ok, delay: Duration = .zero, gate: Gate? = nil, body: @escaping @Sendable () -> [UInt8]) async throws {
+        try await addScriptedKeeper(status: status, delay: delay, gate: gate, secretBody: { SecretBytes(copying: body()) })
+    }
+
+    /// A keeper whose answer is `secretBody()` (a shard body, in wiping storage).
+    func addScriptedKeeper(status: HTTPResponseStatus = .ok, delay: Duration = .zero, gate: Gate? = nil,
+                           secretBody body: @escaping @Sendable () -> SecretBytes) async throws {
         let server = MTLSHTTPServer(group: group)
         try await server.start(host: "127.0.0.1", port: 0, source: StaticX509Source(try pki.snapshot(path: "/spike/keeper/\(urls.count + 1)")),
                                policy: .roles([.nexus], trustRoots: TrustRoots()), tooLargeResponse: .init(status: .payloadTooLarge, body: []),
@@ -195,7 +201,7 @@ final class Gate: Sendable {
         let gate = Gate()
         for i in [3, 4] {
             let bytes = good[i]
-            try await w.addScriptedKeeper(gate: gate) { KeeperWire.shardBody(SecretBytes(copying: bytes)) }
+            try await w.addScriptedKeeper(gate: gate, secretBody: { KeeperWire.shardBody(SecretBytes(copying: bytes)) })
         }
         let seen = LogCapture()
         let observer: @Sendable (TraceEntry) -> Void = { entry in
@@ -261,9 +267,7 @@ final class Gate: Sendable {
         // Keeper 3 answers with its real shard, but only after the key from shards {1, 2} has failed.
         let third = try NativeShamir().split(rootKey: w.rootKey, threshold: 2, shares: 3).shards[2].value.withUnsafeBytes { Array($0) }
         let gate = Gate()
-        try await w.addScriptedKeeper(gate: gate) {
-            KeeperWire.shardBody(SecretBytes(copying: third))
-        }
+        try await w.addScriptedKeeper(gate: gate, secretBody: { KeeperWire.shardBody(SecretBytes(copying: third)) })
         // Keeper 1 holds a shard of another root key.
         let stale = try NativeShamir().split(rootKey: randomRootKey(), threshold: 2, shares: 3).shards[0].value
         w.fill(0, with: stale)

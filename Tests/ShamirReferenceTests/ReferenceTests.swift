@@ -2,6 +2,7 @@ import Foundation
 import SecureMemory
 import ShamirCore
 import Testing
+import TestSupport
 @testable import ShamirReference
 
 /// Known answers from running Go SPIKE (Spec/shamir.md).
@@ -21,16 +22,6 @@ enum KnownAnswers {
 
 func secret(_ bytes: [UInt8]) -> SecretBytes { SecretBytes(copying: bytes) }
 func hex(_ s: SecretBytes) -> String { s.withUnsafeBytes { $0.map { String(format: "%02x", $0) }.joined() } }
-func bytes(hex: String) -> [UInt8] {
-    var out: [UInt8] = []
-    var i = hex.startIndex
-    while i < hex.endIndex {
-        let j = hex.index(i, offsetBy: 2)
-        out.append(UInt8(hex[i..<j], radix: 16)!)
-        i = j
-    }
-    return out
-}
 
 @Suite struct ReferenceShamirTests {
     let reference = ReferenceShamir()

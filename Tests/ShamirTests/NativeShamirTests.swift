@@ -5,17 +5,12 @@ import SecureMemory
 import ShamirCore
 import ShamirReference
 import Testing
+import TestSupport
 @testable import Shamir
 
 func secret(_ bytes: [UInt8]) -> SecretBytes { SecretBytes(copying: bytes) }
 func raw(_ s: SecretBytes) -> [UInt8] { s.withUnsafeBytes { Array($0) } }
 func hex(_ s: SecretBytes) -> String { raw(s).map { String(format: "%02x", $0) }.joined() }
-func unhex(_ h: String) -> [UInt8] {
-    stride(from: 0, to: h.count, by: 2).map { i in
-        let a = h.index(h.startIndex, offsetBy: i)
-        return UInt8(h[a..<h.index(a, offsetBy: 2)], radix: 16)!
-    }
-}
 
 typealias TestRNG = SplitMix64
 

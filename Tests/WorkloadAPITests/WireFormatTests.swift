@@ -11,17 +11,6 @@ import TestSupport
 @testable import WorkloadAPI
 import WorkloadAPIWire
 
-func bytes(hex: String) -> [UInt8] {
-    var out: [UInt8] = []
-    var i = hex.startIndex
-    while i < hex.endIndex {
-        let j = hex.index(i, offsetBy: 2)
-        out.append(UInt8(hex[i..<j], radix: 16)!)
-        i = j
-    }
-    return out
-}
-
 func decodeSVIDs(_ raw: [UInt8]) throws -> X509SVIDResponse { try raw.withUnsafeBytes { try X509SVIDResponse(decoding: $0) } }
 func bytesOf(_ secret: SecretBytes) -> [UInt8] { secret.withUnsafeBytes { Array($0) } }
 
