@@ -104,11 +104,12 @@ public final class MTLSHTTPServer: Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.allocator, value: WipingAllocator.shared)
             .childChannelInitializer { channel in
-                guard connections.count < limits.maximumConnections else {
+                // Counted and admitted under one lock: connections accepted on
+                // several event loops at once cannot pass the cap together.
+                guard connections.add(channel, limit: limits.maximumConnections) else {
                     refused.note("over \(limits.maximumConnections) open connections; closed at once")
                     return channel.close()
                 }
-                connections.add(channel)
                 return channel.eventLoop.makeCompletedFuture {
                     let box = PeerIdentityBox()
                     let tls = NIOSSLServerHandler(
@@ -249,9 +250,15 @@ final class RefusalNotices: Sendable {
 final class ConnectionSet: Sendable {
     private let state = NIOLockedValueBox<(open: [ObjectIdentifier: Channel], whenEmpty: [@Sendable () -> Void])>(([:], []))
 
-    func add(_ channel: Channel) {
+    /// Adds `channel` unless `limit` channels are open already; false when refused.
+    func add(_ channel: Channel, limit: Int) -> Bool {
         let id = ObjectIdentifier(channel)
-        state.withLockedValue { $0.open[id] = channel }
+        let admitted = state.withLockedValue { s -> Bool in
+            guard s.open.count < limit else { return false }
+            s.open[id] = channel
+            return true
+        }
+        guard admitted else { return false }
         channel.closeFuture.whenComplete { _ in
             let callbacks = self.state.withLockedValue { s -> [@Sendable () -> Void] in
                 s.open[id] = nil
@@ -261,6 +268,7 @@ final class ConnectionSet: Sendable {
             }
             for callback in callbacks { callback() }
         }
+        return true
     }
 
     var channels: [Channel] { state.withLockedValue { Array($0.open.values) } }
@@ -445,7 +453,7 @@ final class RequestHandler: ChannelInboundHandler {
             if let length = h.headers.first(name: "content-length").flatMap(Int.init), length > limit {
                 refuseTooLarge(context: context, version: h.version)
             }
-        case .body(var chunk):
+        case .body(let chunk):
             if body.count + chunk.readableBytes > limit {
                 SecureMemory.wipe(&body)
                 refuseTooLarge(context: context, version: head?.version ?? .http1_1)

@@ -257,7 +257,7 @@ final class ResponseCollector: ChannelInboundHandler {
         switch unwrapInboundIn(data) {
         case .head(let head):
             status = Int(head.status.code)
-        case .body(var chunk):
+        case .body(let chunk):
             if body.count + chunk.readableBytes > limit {
                 wipe(&body)
                 promise.fail(MTLSClientError.responseTooLarge(limit))

@@ -143,7 +143,9 @@ public struct RecoveryConfiguration: Sendable {
 
     /// The ID each request URL's server must present (empty without `keeperIDs`).
     public var pinnedKeeperIDs: [String: SpiffeID] {
-        guard let keeperIDs, keeperIDs.count == keepers.count else { return [:] }
+        guard let keeperIDs else { return [:] }
+        // `validate()` refuses a count mismatch; pinning none instead would fail open.
+        precondition(keeperIDs.count == keepers.count, "SPIKE_NEXUS_KEEPER_IDS must match the keepers; call validate() first")
         var pins: [String: SpiffeID] = [:]
         for (i, id) in keeperIDs.enumerated() {
             pins[shardURL(keeper: i)] = id
