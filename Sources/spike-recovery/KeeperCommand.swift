@@ -14,7 +14,7 @@ struct KeeperCommand: AsyncParsableCommand {
         abstract: "Run a SPIKE Keeper: holds one shard in memory, serves it to Nexus over mTLS.",
         discussion: """
             Settings: SPIKE_KEEPER_TLS_PORT (default :8443), SPIKE_SVID_CERT_FILE, SPIKE_SVID_KEY_FILE, \
-            SPIKE_SVID_BUNDLE_FILE, SPIKE_TRUST_ROOT_* and SPIKE_SYSTEM_LOG_LEVEL.
+            SPIKE_SVID_BUNDLE_FILE, SPIKE_TRUST_ROOT_*, SPIKE_TLS_MAX_CONNECTIONS (1024) and SPIKE_SYSTEM_LOG_LEVEL.
             On SIGTERM or SIGINT: stops accepting, answers requests in flight, closes every connection, \
             wipes the shard, exits 0.
             """)

@@ -24,7 +24,7 @@ struct NexusCommand: AsyncParsableCommand {
             SPIKE_NEXUS_RECOVERY_MAX_INTERVAL (5s), SPIKE_NEXUS_KEEPER_REQUEST_TIMEOUT (3s), \
             SPIKE_NEXUS_TLS_PORT (:8553), SPIKE_NEXUS_KEEPER_IDS (optional: the SPIFFE ID each keeper must \
             present, in SPIKE_NEXUS_KEEPER_PEERS order; unset, any keeper ID is accepted at any position, as in Go SPIKE), \
-            SPIKE_SVID_*_FILE, SPIKE_TRUST_ROOT_*, SPIKE_SYSTEM_LOG_LEVEL.
+            SPIKE_SVID_*_FILE, SPIKE_TRUST_ROOT_*, SPIKE_TLS_MAX_CONNECTIONS (1024), SPIKE_SYSTEM_LOG_LEVEL.
             The store decides whether a rebuilt key is right: it must open the database's rows. A missing \
             database is a bad setting (exit 64, naming SPIKE_NEXUS_DATA_DIR) unless --allow-empty-store; a \
             database that cannot be read (locked, not a database, a table missing) is retried until it can \
