@@ -272,7 +272,6 @@ final class ConnectionSet: Sendable {
     }
 
     var channels: [Channel] { state.withLockedValue { Array($0.open.values) } }
-    var count: Int { state.withLockedValue { $0.open.count } }
 
     /// Calls `body` once no connection is open (at once if none is).
     func whenEmpty(_ body: @escaping @Sendable () -> Void) {

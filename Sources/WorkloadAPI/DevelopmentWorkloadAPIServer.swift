@@ -174,11 +174,10 @@ public final class DevelopmentWorkloadAPIServer: Sendable {
         }
     }
 
-    /// The Workload API's methods; only the X.509 streams are served.
-    enum Method {
-        static let service = "/SpiffeWorkloadAPI/"
-        static let other = ["FetchJWTSVID", "FetchJWTBundles", "ValidateJWTSVID", "FetchWITSVID", "FetchWITBundles"]
-    }
+    /// The Workload API's methods this server knows but does not serve (the
+    /// X.509 streams' paths are the client's, `WorkloadAPIConnection`).
+    static let unservedPaths = ["FetchJWTSVID", "FetchJWTBundles", "ValidateJWTSVID", "FetchWITSVID", "FetchWITBundles"]
+        .map { "/SpiffeWorkloadAPI/" + $0 }
 
     /// One call: the request headers decide the method; a streaming method
     /// writes every message of its topic until the server stops (then status
@@ -194,21 +193,23 @@ public final class DevelopmentWorkloadAPIServer: Sendable {
                 try await outbound.write(.headers(.init(headers: trailers, endStream: true)))
             }
             let path = request.headers.first(name: ":path") ?? ""
-            let method = path.hasPrefix(Method.service) ? String(path.dropFirst(Method.service.count)) : ""
-            let known = ["FetchX509SVID", "FetchX509Bundles"] + Method.other
-            guard known.contains(method) else {
+            let topic: Topic? = switch path {
+            case WorkloadAPIConnection.fetchX509SVID: hub.svids
+            case WorkloadAPIConnection.fetchX509Bundles: hub.bundles
+            default: nil
+            }
+            guard topic != nil || unservedPaths.contains(path) else {
                 return try await finish(.unimplemented, "unknown method \(path)", headersSent: false)
             }
-            guard request.headers["workload.spiffe.io"].contains("true") else {
+            let (header, value) = WorkloadAPIConnection.securityHeader
+            guard request.headers[header].contains(value) else {
                 hub.refuse()
                 return try await finish(.invalidArgument, "security header missing from request", headersSent: false)
             }
-            let messages: AsyncStream<SecretBytes>
-            switch method {
-            case "FetchX509SVID": messages = hub.svids.subscribe()
-            case "FetchX509Bundles": messages = hub.bundles.subscribe()
-            default: return try await finish(.unimplemented, "this development server serves X.509 SVIDs only", headersSent: false)
+            guard let topic else {
+                return try await finish(.unimplemented, "this development server serves X.509 SVIDs only", headersSent: false)
             }
+            let messages = topic.subscribe()
             try await outbound.write(.headers(.init(headers: [":status": "200", "content-type": GRPCWire.contentType])))
             try await withThrowingTaskGroup(of: Void.self) { group in
                 // The client going away closes the stream channel; that ends the call.
