@@ -10,15 +10,32 @@ public final class SQLiteConnection {
     let handle: OpaquePointer
     public let path: String
 
-    public enum Mode { case readOnly, readWriteCreate }
+    public enum Mode {
+        case readOnly, readWriteCreate
+        /// Read-only, and leaves the directory as it found it: when no other
+        /// connection has the database open (no `-wal`, no `-shm`), it is read
+        /// as immutable, so SQLite creates neither. A writer that starts
+        /// meanwhile can at worst make a read fail (a tag does not verify, or
+        /// SQLite reports corruption), never make a wrong key look right.
+        case readOnlyLeavingNoFiles
+    }
 
     /// How long a read-only connection waits for another process's lock.
     public static let readerBusyMilliseconds: Int32 = 200
 
     public init(path: String, mode: Mode) throws(SQLiteError) {
         var db: OpaquePointer?
-        let flags = mode == .readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
-        let rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, nil)
+        let rc: Int32
+        switch mode {
+        case .readWriteCreate:
+            rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nil)
+        case .readOnly:
+            rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nil)
+        case .readOnlyLeavingNoFiles:
+            let idle = !FileManager.default.fileExists(atPath: path + "-wal") && !FileManager.default.fileExists(atPath: path + "-shm")
+            let target = idle ? Self.immutableURI(path) : path
+            rc = sqlite3_open_v2(target, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | (idle ? SQLITE_OPEN_URI : 0), nil)
+        }
         guard rc == SQLITE_OK, let db else {
             if let db { sqlite3_close_v2(db) }
             throw SQLiteError(code: rc, message: String(cString: sqlite3_errstr(rc)))
@@ -28,11 +45,25 @@ public final class SQLiteConnection {
         // Writers wait for a lock as Go SPIKE does (5 s). A read-only reader is
         // recovery's store check: it must not sit in SQLite past --deadline;
         // a locked store is retried by the recovery's own backoff instead.
-        sqlite3_busy_timeout(db, mode == .readOnly ? SQLiteConnection.readerBusyMilliseconds : 5000)
+        sqlite3_busy_timeout(db, mode == .readWriteCreate ? 5000 : SQLiteConnection.readerBusyMilliseconds)
         sqlite3_extended_result_codes(db, 1)
     }
 
     deinit { sqlite3_close_v2(handle) }
+
+    /// `file:<path>?immutable=1`, the path percent-encoded where a URI needs it.
+    static func immutableURI(_ path: String) -> String {
+        var encoded = ""
+        for byte in path.utf8 {
+            switch byte {
+            case UInt8(ascii: "%"), UInt8(ascii: "?"), UInt8(ascii: "#"), 0..<0x21, 0x7f...:
+                encoded += "%" + String(byte, radix: 16, uppercase: true).leftPadded(2)
+            default:
+                encoded.unicodeScalars.append(Unicode.Scalar(byte))
+            }
+        }
+        return "file:" + encoded + "?immutable=1"
+    }
 
     public func execute(_ sql: String) throws(SQLiteError) {
         var error: UnsafeMutablePointer<CChar>?
@@ -125,4 +156,8 @@ public final class SQLiteStatement {
         let pointer = sqlite3_column_blob(statement, column)
         return try body(UnsafeRawBufferPointer(start: count > 0 ? pointer : nil, count: count))
     }
+}
+
+extension String {
+    fileprivate func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: "0", count: width - count) + self }
 }

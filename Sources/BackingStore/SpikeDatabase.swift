@@ -146,9 +146,10 @@ public enum SpikeDatabase {
     /// the store when every probe's AES-GCM tag verifies (Spec/recovery.md 7.2).
     /// Throws when the store cannot be read (locked, not a database, a table
     /// missing, a probe row malformed): that says nothing about the key.
-    public static func check(path: String, candidate: SecretBytes) throws(BackingStoreError) -> KeyCheck {
+    /// With `leavingNoFiles` (the drill), an idle WAL database gets no `-wal`/`-shm` files.
+    public static func check(path: String, candidate: SecretBytes, leavingNoFiles: Bool = false) throws(BackingStoreError) -> KeyCheck {
         guard exists(path: path) else { return .missing }
-        let db = try open(path)
+        let db = try open(path, mode: leavingNoFiles ? .readOnlyLeavingNoFiles : .readOnly)
         let key = try symmetricKey(candidate)
         let probes: [(table: String, sql: String, label: (SQLiteStatement) -> String, nonce: Int32, cipher: Int32, salt: [UInt8]?)] = [
             ("secrets", "SELECT path, version, nonce, encrypted_data FROM secrets ORDER BY path, version LIMIT 1",
@@ -179,9 +180,9 @@ public enum SpikeDatabase {
 
     // MARK: helpers
 
-    static func open(_ path: String) throws(BackingStoreError) -> SQLiteConnection {
+    static func open(_ path: String, mode: SQLiteConnection.Mode = .readOnly) throws(BackingStoreError) -> SQLiteConnection {
         do {
-            let db = try SQLiteConnection(path: path, mode: .readOnly)
+            let db = try SQLiteConnection(path: path, mode: mode)
             // Touch the schema now so "not a database" and "locked" surface here.
             _ = try db.prepare("SELECT name FROM sqlite_master LIMIT 1").step()
             return db

@@ -2,6 +2,7 @@ import CoreMetrics
 import Foundation
 import Logging
 import MutualTLS
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import SecureMemory
@@ -21,6 +22,7 @@ public final class KeeperServer: Service, Sendable {
     let routes: KeeperRoutes
     let source: any X509Source
     let logger: Logger
+    private let serving = NIOLockedValueBox(false)
 
     public init(source: any X509Source, trustRoots: TrustRoots, logger: Logger, group: EventLoopGroup? = nil) {
         self.source = source
@@ -51,10 +53,15 @@ public final class KeeperServer: Service, Sendable {
                 }
                 return HTTPResponseData(status: HTTPResponseStatus(statusCode: answer.status), extraHeaders: KeeperServer.headers, body: answer.body)
             })
+        serving.withLockedValue { $0 = true }
     }
+
+    /// Listening, and not yet stopping (`/readyz` asks this and whether a shard is held).
+    public var isServing: Bool { serving.withLockedValue { $0 } }
 
     /// Stops the listener, lets in-flight requests finish (bounded), wipes the shard.
     public func stop() async {
+        serving.withLockedValue { $0 = false }
         await server.stop()
         slot.wipe()
     }

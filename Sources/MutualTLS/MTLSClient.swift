@@ -26,6 +26,12 @@ public enum MTLSClientError: Error, Equatable, Sendable, CustomStringConvertible
         case .connectionClosed: "connection closed before a complete response"
         }
     }
+
+    /// The peer's certificate was refused by the identity policy.
+    public var isHandshakeRefusal: Bool {
+        if case .handshakeRefused = self { return true }
+        return false
+    }
 }
 
 /// A small HTTPS client over mutual TLS that insists on a peer identity

@@ -35,6 +35,11 @@ public final class NexusNode: Sendable {
         NexusRecovery(config: config, client: client, store: store, holder: holder, trace: trace, logger: logger)
     }
 
+    /// The recovery drill with this node's settings, client and store (writes nothing).
+    public func makeDrill() -> RecoveryDrill {
+        RecoveryDrill(config: config, client: client, store: SQLiteStore(path: config.databasePath, leavingNoFiles: true))
+    }
+
     public func makeOperatorServer(recovery: NexusRecovery) -> OperatorServer {
         OperatorServer(routes: OperatorRoutes(recovery: recovery, trustRoots: trustRoots), source: source, logger: logger)
     }

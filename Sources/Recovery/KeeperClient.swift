@@ -33,6 +33,8 @@ public struct MTLSKeeperClient: KeeperClient {
             return KeeperWire.interpretShardResponse(status: response.status, body: response.body)
         } catch MTLSClientError.responseTooLarge(let limit) {
             return .rejected("answer over \(limit) bytes")
+        } catch let refused as MTLSClientError where refused.isHandshakeRefusal {
+            return .wrongIdentity(refused.description)
         } catch {
             return .unreachable("\(error)")
         }

@@ -452,7 +452,7 @@ public final class NexusRecovery: @unchecked Sendable {
             try emit(.shardRejected, keeper: id, detail: reason)
             logger.warning("keeper \(id): answer rejected (\(reason))")
             try RecoveryMachine.require(keeperShards.count == before, "4.4", "A4.4.5", "collection changed on a rejected answer")
-        case .unreachable(let reason):
+        case .unreachable(let reason), .wrongIdentity(let reason):
             try emit(.keeperUnreachable, keeper: id, detail: reason)
             logger.notice("keeper \(id): unreachable (\(reason))")
             try RecoveryMachine.require(keeperShards.count == before && !keeperShards.holds(id), "4.4", "A4.4.7", "collection changed on an unreachable keeper")
@@ -836,6 +836,9 @@ public final class NexusRecovery: @unchecked Sendable {
         // 12.
         try RecoveryMachine.require(holder.isSet, "12", "A12.1", "the holder is empty")
         try RecoveryMachine.require(outstanding.isEmpty, "12", "A12.2", "a recovery request is outstanding")
+        for id in 1...config.keepers.count {
+            Gauge(label: "spike_keeper_shard_disagreed", dimensions: [("keeper", String(id))]).record(keepersRejected.contains(id) ? 1 : 0)
+        }
         published.withLockedValue { $0.operational = true }
         try RecoveryMachine.require(isOperational, "12", "A12.3", "routes still see the state as not ready")
         try emit(.operational)
@@ -909,7 +912,7 @@ public final class NexusRecovery: @unchecked Sendable {
             if !value.isAllZero { drainedAllZero = false }
         case .noShard: detail = "no shard"
         case .rejected(let why): detail = "rejected (\(why))"
-        case .unreachable(let why): detail = cancelled ? "cancelled" : "unreachable (\(why))"
+        case .unreachable(let why), .wrongIdentity(let why): detail = cancelled ? "cancelled" : "unreachable (\(why))"
         }
         try emit(.lateAnswer, keeper: id, detail: detail)
     }

@@ -1,4 +1,5 @@
 import CoreMetrics
+import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import SecureMemory
@@ -66,6 +67,7 @@ public final class ShardDistributor: Service, Sendable {
         }
         Counter(label: "spike_distribution_shards_total", dimensions: [("outcome", "delivered")]).increment(by: accepted.count)
         Counter(label: "spike_distribution_shards_total", dimensions: [("outcome", "failed")]).increment(by: config.keepers.count - accepted.count)
+        DistributionGauges.record(accepted: accepted, keepers: config.keepers.count, threshold: config.threshold)
         logger.info("distribution: \(accepted.count) of \(config.keepers.count) keepers hold their shard")
         return accepted
     }
@@ -97,5 +99,23 @@ public final class ShardDistributor: Service, Sendable {
     /// (passes completed, shards delivered) — for metrics and tests.
     public var counts: (passes: Int, delivered: Int) {
         tally.withLockedValue { ($0.passes, $0.delivered) }
+    }
+}
+
+/// Per-keeper health after each distribution round, for alerts that fire
+/// before a restart needs the keepers (`nexus --metrics-address`).
+enum DistributionGauges {
+    static func record(accepted: [Int], keepers: Int, threshold: Int) {
+        for id in stride(from: 1, through: keepers, by: 1) {
+            let took = accepted.contains(id)
+            // 1: took its shard in the last round; 0: did not (down, refused, wrong identity).
+            Gauge(label: "spike_keeper_holds_shard", dimensions: [("keeper", String(id))]).record(took ? 1 : 0)
+            // A shard found wrong at recovery is replaced once the keeper takes its shard.
+            if took { Gauge(label: "spike_keeper_shard_disagreed", dimensions: [("keeper", String(id))]).record(0) }
+        }
+        Gauge(label: "spike_keepers_holding_shard").record(accepted.count)
+        // Keepers that could be lost with a restart still recovering (negative: it would not).
+        Gauge(label: "spike_recovery_tolerates").record(accepted.count - threshold)
+        Gauge(label: "spike_distribution_last_round_timestamp_seconds").record(Date().timeIntervalSince1970)
     }
 }

@@ -7,12 +7,17 @@ public protocol StoreAccess: Sendable {
     func load(rootKey: SecretBytes) throws(BackingStoreError) -> NexusState
 }
 
-/// SPIKE's SQLite database, read-only.
+/// SPIKE's SQLite database, read-only. `leavingNoFiles` (the drill): an
+/// idle WAL database is read without creating its `-wal` and `-shm` files.
 public struct SQLiteStore: StoreAccess {
     public let path: String
-    public init(path: String) { self.path = path }
+    public let leavingNoFiles: Bool
+    public init(path: String, leavingNoFiles: Bool = false) {
+        self.path = path
+        self.leavingNoFiles = leavingNoFiles
+    }
     public func check(candidate: SecretBytes) throws(BackingStoreError) -> SpikeDatabase.KeyCheck {
-        try SpikeDatabase.check(path: path, candidate: candidate)
+        try SpikeDatabase.check(path: path, candidate: candidate, leavingNoFiles: leavingNoFiles)
     }
     public func load(rootKey: SecretBytes) throws(BackingStoreError) -> NexusState {
         try SpikeDatabase.load(path: path, rootKey: rootKey)

@@ -10,15 +10,16 @@ import Glibc
 /// freed heap blocks overwritten (plaintext that libraries leave in buffers
 /// they free, BoringSSL's decrypted TLS records among them).
 public enum ProcessHardening {
-    /// Applies both; returns a sentence naming what could not be done, or nil.
-    public static func apply() -> String? {
+    /// Applies all of it (memory locking only when `lockMemory`); returns a
+    /// sentence naming what could not be done, or nil.
+    public static func apply(lockMemory: Bool = true) -> String? {
         var missing: [String] = []
         let dumps = csm_disable_core_dumps()
         if dumps & 1 != 0 { missing.append("core-dump limit") }
         if dumps & 2 != 0 { missing.append("PR_SET_DUMPABLE") }
         if csm_quiet_crash_handlers() != 0 { missing.append("quiet crash handlers") }
         if csm_wipe_freed_heap() != 0 { missing.append("overwriting freed heap blocks (mallopt M_PERTURB)") }
-        let lockError = csm_lock_all_memory()
+        let lockError = lockMemory ? csm_lock_all_memory() : 0
         if lockError == ENOMEM {
             missing.append("mlockall (RLIMIT_MEMLOCK below 1 GiB; raise it or run with CAP_IPC_LOCK; secrets may reach swap)")
         } else if lockError != 0 {

@@ -170,4 +170,8 @@ public enum KeeperAnswer: Sendable {
     case rejected(String)
     /// No answer: connection, TLS or deadline failure.
     case unreachable(String)
+    /// No answer, because the TLS handshake refused the keeper's identity (not
+    /// a keeper SPIFFE ID, not the one pinned for its position, or not issued
+    /// by the trust bundle). Recovery treats it as `unreachable`; the drill names it.
+    case wrongIdentity(String)
 }

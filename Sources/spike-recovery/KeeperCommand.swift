@@ -14,25 +14,29 @@ struct KeeperCommand: AsyncParsableCommand {
         abstract: "Run a SPIKE Keeper: holds one shard in memory, serves it to Nexus over mTLS.",
         discussion: """
             Settings: SPIKE_KEEPER_TLS_PORT (default :8443), SPIKE_SVID_CERT_FILE, SPIKE_SVID_KEY_FILE, \
-            SPIKE_SVID_BUNDLE_FILE, SPIKE_TRUST_ROOT_*, SPIKE_TLS_MAX_CONNECTIONS (1024) and SPIKE_SYSTEM_LOG_LEVEL.
+            SPIKE_SVID_BUNDLE_FILE, SPIKE_TRUST_ROOT_*, SPIKE_TLS_MAX_CONNECTIONS (1024), SPIKE_MEM_LOCK_DISABLED (false) \
+            and SPIKE_SYSTEM_LOG_LEVEL.
             On SIGTERM or SIGINT: stops accepting, answers requests in flight, closes every connection, \
             wipes the shard, exits 0.
             """)
 
-    @Option(help: "Serve Prometheus metrics on this host:port (GET /metrics, plain HTTP).") var metricsAddress: String?
+    @Option(help: "Serve plain HTTP on this host:port: GET /metrics (Prometheus), /healthz, /readyz (200 once listening with a shard).") var metricsAddress: String?
 
     func run() async throws {
+        let logger: Logger
         do {
             try Settings.bootstrapLogging()
+            // Created after the bootstrap: a Logger keeps the handler it was made with.
+            logger = Logger(label: "spike-keeper")
+            try Settings.startProcess(logger: logger)
         } catch let error as OperatorError {
             throw fail(error)
         }
-        let logger = Logger(label: "spike-keeper")
-        ProcessHardening.apply(logger: logger)
         let keeper: KeeperServer
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         do {
-            if let metrics = try await Settings.metricsEndpoint(metricsAddress) { services.append(.init(service: metrics)) }
+            let metrics = try await Settings.metricsEndpoint(metricsAddress)
+            if let metrics { services.append(.init(service: metrics)) }
             let address = try Settings.listenAddress("SPIKE_KEEPER_TLS_PORT", default: ":8443")
             var limits = MTLSHTTPServer.Limits.keeper
             limits.maximumConnections = try Settings.maximumConnections()
@@ -47,6 +51,8 @@ struct KeeperCommand: AsyncParsableCommand {
                 throw OperatorError("cannot listen on \(address): \(error)", exitCode: 1)
             }
             logger.info("keeper \(me) listening on \(address.host):\(keeper.port)")
+            let ready = keeper
+            metrics?.setReadiness { ready.isServing && ready.slot.isHeld }
         } catch let error as OperatorError {
             throw fail(error)
         }

@@ -24,7 +24,8 @@ struct NexusCommand: AsyncParsableCommand {
             SPIKE_NEXUS_RECOVERY_MAX_INTERVAL (5s), SPIKE_NEXUS_KEEPER_REQUEST_TIMEOUT (3s), \
             SPIKE_NEXUS_TLS_PORT (:8553), SPIKE_NEXUS_KEEPER_IDS (optional: the SPIFFE ID each keeper must \
             present, in SPIKE_NEXUS_KEEPER_PEERS order; unset, any keeper ID is accepted at any position, as in Go SPIKE), \
-            SPIKE_SVID_*_FILE, SPIKE_TRUST_ROOT_*, SPIKE_TLS_MAX_CONNECTIONS (1024), SPIKE_SYSTEM_LOG_LEVEL.
+            SPIKE_SVID_*_FILE, SPIKE_TRUST_ROOT_*, SPIKE_TLS_MAX_CONNECTIONS (1024), SPIKE_MEM_LOCK_DISABLED (false), \
+            SPIKE_SYSTEM_LOG_LEVEL.
             The store decides whether a rebuilt key is right: it must open the database's rows. A missing \
             database is a bad setting (exit 64, naming SPIKE_NEXUS_DATA_DIR) unless --allow-empty-store; a \
             database that cannot be read (locked, not a database, a table missing) is retried until it can \
@@ -41,7 +42,7 @@ struct NexusCommand: AsyncParsableCommand {
     @Option(help: "Give up (exit 1) if not operational within this many seconds.") var deadline: Double?
     @Option(help: "Append one JSON object per transition to this file.") var trace: String?
     @Flag(help: "Print the summary as one JSON object on stdout.") var json = false
-    @Option(help: "Serve Prometheus metrics on this host:port (GET /metrics, plain HTTP).") var metricsAddress: String?
+    @Option(help: "Serve plain HTTP on this host:port: GET /metrics (Prometheus), /healthz, /readyz (200 once operational).") var metricsAddress: String?
     @Flag(help: "First boot of a fresh installation: a missing database is not an error (its key is accepted only when all keepers agree).")
     var allowEmptyStore = false
 
@@ -50,17 +51,21 @@ struct NexusCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        let logger: Logger
         do {
             try Settings.bootstrapLogging()
+            // Created after the bootstrap: a Logger keeps the handler it was made with.
+            logger = Logger(label: "spike-nexus")
+            try Settings.startProcess(logger: logger)
         } catch let error as OperatorError {
             throw fail(error)
         }
-        let logger = Logger(label: "spike-nexus")
-        ProcessHardening.apply(logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        let metrics: MetricsEndpoint?
         let settings: NexusSettings
         do {
-            if let metrics = try await Settings.metricsEndpoint(metricsAddress) { services.append(.init(service: metrics)) }
+            metrics = try await Settings.metricsEndpoint(metricsAddress)
+            if let metrics { services.append(.init(service: metrics)) }
             settings = try await NexusSettings.fromEnvironment(logger: logger, deadline: deadline.map { .milliseconds(Int64($0 * 1000)) },
                                                                allowEmptyStore: allowEmptyStore)
         } catch let error as OperatorError {
@@ -83,6 +88,7 @@ struct NexusCommand: AsyncParsableCommand {
         let node = NexusNode(config: settings.config, trustRoots: settings.roots, source: settings.source, logger: logger)
         defer { node.holder.wipe() }
         let recovery = node.makeRecovery(trace: recorder)
+        metrics?.setReadiness { recovery.isOperational }
         let server = node.makeOperatorServer(recovery: recovery)
         do {
             try await server.start(host: settings.listen.host, port: settings.listen.port, maximumConnections: settings.maximumConnections)

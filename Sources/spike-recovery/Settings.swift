@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MutualTLS
 import ProcessSupport
+import SecureMemory
 import ServiceLifecycle
 import SpiffeIdentity
 import WorkloadAPI
@@ -208,6 +209,23 @@ enum Settings {
         case "error": return .error
         default: throw bad(logLevelVariable, "expected one of trace, debug, info, warn, error (got \"\(raw)\")")
         }
+    }
+
+    /// `SPIKE_MEM_LOCK_DISABLED`: `true` or `false` (unset: locked).
+    static func lockMemory() throws -> Bool {
+        let variable = ProcessHardening.memoryLockDisabledVariable
+        switch environment[variable] {
+        case nil, "", "false"?: return true
+        case "true"?: return false
+        case let raw?: throw bad(variable, "expected true or false (got \"\(raw)\")")
+        }
+    }
+
+    /// Logging first (so every later refusal is a log line), then the process
+    /// hardening its settings ask for.
+    static func startProcess(logger: Logger) throws {
+        let lock = try lockMemory()
+        ProcessHardening.apply(logger: logger, lockMemory: lock)
     }
 
     static func bootstrapLogging() throws {

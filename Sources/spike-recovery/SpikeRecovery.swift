@@ -10,7 +10,7 @@ struct SpikeRecovery: AsyncParsableCommand {
             Exit status: 0 success; 1 a check failed or the operation was refused; \
             64 bad command line or settings (one line on stderr names it).
             """,
-        subcommands: [DemoCommand.self, KeeperCommand.self, NexusCommand.self, ShamirCommand.self, CertsCommand.self, VectorsCommand.self, BenchCommand.self],
+        subcommands: [DemoCommand.self, KeeperCommand.self, NexusCommand.self, DrillCommand.self, ShamirCommand.self, CertsCommand.self, VectorsCommand.self, BenchCommand.self],
         defaultSubcommand: nil
     )
 }

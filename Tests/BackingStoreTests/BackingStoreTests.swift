@@ -174,3 +174,70 @@ let t0 = Date(timeIntervalSince1970: 1_764_000_000.123456789)
         try w.execute("ROLLBACK")
     }
 }
+
+/// The drill's reads: an idle WAL database is read without creating its
+/// `-wal` and `-shm`; a database in use is read through them (rows still in
+/// the write-ahead log are seen), and odd paths are URI-encoded.
+@Suite struct LeavingNoFilesTests {
+    func files(_ dir: URL) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: dir.appendingPathComponent("data").path)) ?? []).sorted()
+    }
+
+    @Test func anIdleDatabaseGetsNoNewFiles() throws {
+        let f = try Fixture()
+        let key = randomKey()
+        do {
+            let w = try SpikeDatabaseWriter(path: f.path, rootKey: key)
+            try w.putSecret(path: "a", versions: [.init(version: 1, data: ["k": "v"], created: t0)], created: t0, updated: t0)
+        }
+        #expect(files(f.dir) == ["spike.db"])
+        let before = try checksum(f.path)
+        guard case .opens = try SpikeDatabase.check(path: f.path, candidate: key, leavingNoFiles: true) else {
+            Issue.record("the right key did not open the store")
+            return
+        }
+        guard case .doesNotOpen = try SpikeDatabase.check(path: f.path, candidate: randomKey(), leavingNoFiles: true) else {
+            Issue.record("a wrong key opened the store")
+            return
+        }
+        #expect(files(f.dir) == ["spike.db"])
+        #expect(try checksum(f.path) == before)
+        // The recovery's plain read-only open is what creates them (SQLite needs a -shm for WAL reads).
+        _ = try SpikeDatabase.check(path: f.path, candidate: key)
+        #expect(files(f.dir) == ["spike.db", "spike.db-shm", "spike.db-wal"])
+    }
+
+    @Test func aDatabaseInUseIsReadThroughItsLog() throws {
+        let f = try Fixture()
+        let key = randomKey()
+        let w = try SpikeDatabaseWriter(path: f.path, rootKey: key)
+        try w.execute("PRAGMA wal_autocheckpoint=0;")
+        try w.putSecret(path: "only-in-the-log", versions: [.init(version: 1, data: ["k": "v"], created: t0)], created: t0, updated: t0)
+        #expect(files(f.dir).contains("spike.db-wal"))
+        // Read as immutable, the main file alone would be empty; through the log the row is there.
+        guard case .opens(let rows) = try SpikeDatabase.check(path: f.path, candidate: key, leavingNoFiles: true) else {
+            Issue.record("the row in the write-ahead log was not seen")
+            return
+        }
+        #expect(rows.contains { $0.contains("only-in-the-log") })
+        _ = w
+    }
+
+    @Test func pathsAreEncodedForTheURI() throws {
+        #expect(SQLiteConnection.immutableURI("/a b/c?d#e%f/spike.db") == "file:/a%20b/c%3Fd%23e%25f/spike.db?immutable=1")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("odd ?#% dir-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("spike.db").path
+        let key = randomKey()
+        do {
+            let w = try SpikeDatabaseWriter(path: path, rootKey: key)
+            try w.putPolicy(name: "p", spiffeIDPattern: "^x$", pathPattern: "^y$", permissions: ["read"], created: 1, updated: 1)
+        }
+        guard case .opens = try SpikeDatabase.check(path: path, candidate: key, leavingNoFiles: true) else {
+            Issue.record("a path with URI characters was not opened")
+            return
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["spike.db"])
+    }
+}

@@ -13,6 +13,8 @@ final class FaultWorld: @unchecked Sendable {
     let rootKey: SecretBytes
     let shards: [SecretBytes]
     let keeperPorts: [Int]
+    /// Each keeper's `--metrics-address` port (probes).
+    let metricsPorts: [Int]
     var keepers: [Process?] = [nil, nil, nil]
     /// Each keeper's exit, watched from before it started.
     var keeperExits: [ExitWatch?] = [nil, nil, nil]
@@ -34,6 +36,7 @@ final class FaultWorld: @unchecked Sendable {
         try writer.putSecret(path: "db/creds", versions: [.init(version: 1, data: ["password": "hunter2"], created: Date())],
                              created: Date(), updated: Date())
         keeperPorts = namespaces == nil ? (0..<3).map { _ in freePort() } : [8443, 8443, 8443]
+        metricsPorts = (0..<3).map { _ in freePort() }
         for i in 0..<3 { try startKeeper(i) }
         for i in 0..<3 { #expect(try await eventually { self.keeperListening(i) }, "keeper \(i + 1) did not start") }
         if namespaces == nil { proxies = try keeperPorts.map { try FaultProxy(upstreamPort: $0) } }
@@ -68,7 +71,7 @@ final class FaultWorld: @unchecked Sendable {
         } else {
             env["SPIKE_KEEPER_TLS_PORT"] = "127.0.0.1:\(keeperPorts[i])"
             p.executableURL = URL(fileURLWithPath: binary)
-            p.arguments = ["keeper"]
+            p.arguments = ["keeper", "--metrics-address", "127.0.0.1:\(metricsPorts[i])"]
         }
         p.environment = env
         let logURL = URL(fileURLWithPath: logPath("keeper-\(i + 1)"))
@@ -132,14 +135,7 @@ final class FaultWorld: @unchecked Sendable {
             process.executableURL = URL(fileURLWithPath: binary)
             process.arguments = ["nexus", "--json", "--trace", world.dir.appendingPathComponent("\(name).trace").path] + args
             var env = ProcessInfo.processInfo.environment
-            env["SPIKE_SVID_CERT_FILE"] = world.dir.appendingPathComponent("nexus.pem").path
-            env["SPIKE_SVID_KEY_FILE"] = world.dir.appendingPathComponent("nexus.key").path
-            env["SPIKE_SVID_BUNDLE_FILE"] = world.dir.appendingPathComponent("bundle.pem").path
-            env["SPIKE_NEXUS_KEEPER_PEERS"] = (0..<3).map(world.url).joined(separator: ",")
-            env["SPIKE_NEXUS_DATA_DIR"] = world.dir.appendingPathComponent("nexus").path
-            env["SPIKE_NEXUS_TLS_PORT"] = "127.0.0.1:\(freePort())"
-            env["SPIKE_NEXUS_KEEPER_REQUEST_TIMEOUT"] = "1s"
-            env["SPIKE_NEXUS_RECOVERY_MAX_INTERVAL"] = "200ms"
+            for (k, v) in world.nexusEnvironment() { env[k] = v }
             for (k, v) in extra { env[k] = v }
             process.environment = env
             for file in ["\(name).out", name] { _ = FileManager.default.createFile(atPath: world.logPath(file), contents: nil) }
@@ -175,6 +171,18 @@ final class FaultWorld: @unchecked Sendable {
         var summary: [String: Any]? {
             (try? JSONSerialization.jsonObject(with: Data(stdout.utf8))) as? [String: Any]
         }
+    }
+
+    /// A Nexus's settings for this world (also the drill's): its SVID, the keepers, the store.
+    func nexusEnvironment() -> [String: String] {
+        ["SPIKE_SVID_CERT_FILE": dir.appendingPathComponent("nexus.pem").path,
+         "SPIKE_SVID_KEY_FILE": dir.appendingPathComponent("nexus.key").path,
+         "SPIKE_SVID_BUNDLE_FILE": dir.appendingPathComponent("bundle.pem").path,
+         "SPIKE_NEXUS_KEEPER_PEERS": (0..<3).map(url).joined(separator: ","),
+         "SPIKE_NEXUS_DATA_DIR": dir.appendingPathComponent("nexus").path,
+         "SPIKE_NEXUS_TLS_PORT": "127.0.0.1:\(freePort())",
+         "SPIKE_NEXUS_KEEPER_REQUEST_TIMEOUT": "1s",
+         "SPIKE_NEXUS_RECOVERY_MAX_INTERVAL": "200ms"]
     }
 
     func nexus(_ name: String, _ args: [String] = ["--once", "--deadline", "30"], env: [String: String] = [:]) throws -> Nexus {

@@ -112,6 +112,23 @@ import TestSupport
         #expect(!k.log.contains("memory hardening incomplete"))
     }
 
+    /// `SPIKE_MEM_LOCK_DISABLED=true` (containers whose memlock limit cannot
+    /// be raised): nothing is locked, and one notice says so; the rest of the
+    /// hardening still applies (no core dumps).
+    @Test func memoryLockingCanBeTurnedOff() async throws {
+        let k = try await Keeper(limits: "export SPIKE_MEM_LOCK_DISABLED=true")
+        defer {
+            if k.process.isRunning { kill(k.process.processIdentifier, SIGKILL) }
+            try? FileManager.default.removeItem(at: k.dir)
+        }
+        #expect(k.status("VmLck") == 0)
+        k.process.terminate()
+        #expect(try await eventually(30) { !k.process.isRunning })
+        let notices = k.log.components(separatedBy: "SPIKE_MEM_LOCK_DISABLED=true: memory is not locked").count - 1
+        #expect(notices == 1, "\(k.log)")
+        #expect(!k.log.contains("memory hardening incomplete"), "\(k.log)")
+    }
+
     /// Without CAP_IPC_LOCK and with a small RLIMIT_MEMLOCK, mlockall fails:
     /// the keeper still runs, says so exactly once, and locks nothing.
     @Test func incompleteHardeningIsSaidOnce() async throws {

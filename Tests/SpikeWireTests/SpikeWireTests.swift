@@ -188,7 +188,7 @@ private func jsonArray(_ values: [Int]) -> String { "[" + values.map { String($0
         case .shard(let s): .shard(bytes(s))
         case .noShard: .noShard
         case .rejected(let reason): .rejected(reason)
-        case .unreachable(let why): .unreachable(why)
+        case .unreachable(let why), .wrongIdentity(let why): .unreachable(why)
         }
     }
 
