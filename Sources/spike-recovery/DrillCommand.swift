@@ -30,9 +30,7 @@ struct DrillCommand: AsyncParsableCommand {
     func run() async throws {
         let logger: Logger
         do {
-            try Settings.bootstrapLogging()
-            logger = Logger(label: "spike-drill")
-            try Settings.startProcess(logger: logger)
+            logger = try Settings.startProcess(label: "spike-drill")
         } catch let error as OperatorError {
             throw fail(error)
         }

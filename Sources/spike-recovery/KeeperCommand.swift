@@ -25,10 +25,7 @@ struct KeeperCommand: AsyncParsableCommand {
     func run() async throws {
         let logger: Logger
         do {
-            try Settings.bootstrapLogging()
-            // Created after the bootstrap: a Logger keeps the handler it was made with.
-            logger = Logger(label: "spike-keeper")
-            try Settings.startProcess(logger: logger)
+            logger = try Settings.startProcess(label: "spike-keeper")
         } catch let error as OperatorError {
             throw fail(error)
         }

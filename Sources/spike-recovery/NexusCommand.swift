@@ -53,10 +53,7 @@ struct NexusCommand: AsyncParsableCommand {
     func run() async throws {
         let logger: Logger
         do {
-            try Settings.bootstrapLogging()
-            // Created after the bootstrap: a Logger keeps the handler it was made with.
-            logger = Logger(label: "spike-nexus")
-            try Settings.startProcess(logger: logger)
+            logger = try Settings.startProcess(label: "spike-nexus")
         } catch let error as OperatorError {
             throw fail(error)
         }

@@ -221,11 +221,14 @@ enum Settings {
         }
     }
 
-    /// Logging first (so every later refusal is a log line), then the process
-    /// hardening its settings ask for.
-    static func startProcess(logger: Logger) throws {
-        let lock = try lockMemory()
-        ProcessHardening.apply(logger: logger, lockMemory: lock)
+    /// The start of every command that holds secrets: logging, then the
+    /// process hardening its settings ask for; returns the command's logger.
+    static func startProcess(label: String) throws -> Logger {
+        try bootstrapLogging()
+        // Made after the bootstrap: a Logger keeps the handler it was made with.
+        let logger = Logger(label: label)
+        ProcessHardening.apply(logger: logger, lockMemory: try lockMemory())
+        return logger
     }
 
     static func bootstrapLogging() throws {

@@ -16,6 +16,8 @@ final class FaultProxy: @unchecked Sendable {
         case blackhole
         /// Forward the handshake, then half of the keeper's first reply bytes, then RST.
         case resetMidResponse
+        /// Forward this many more connections, then blackhole every later one.
+        case passNext(Int)
     }
 
     let port: Int
@@ -111,7 +113,12 @@ final class FaultProxy: @unchecked Sendable {
                 close(client)
                 return
             }
-            let mode = self.mode
+            // A countdown is taken per connection, under the lock.
+            let mode = state.withLockedValue { s -> Mode in
+                guard case .passNext(let n) = s.mode else { return s.mode }
+                s.mode = n > 1 ? .passNext(n - 1) : .blackhole
+                return n > 0 ? .pass : .blackhole
+            }
             Thread { [self] in serve(client, mode: mode) }.start()
         }
     }
@@ -124,7 +131,7 @@ final class FaultProxy: @unchecked Sendable {
             return
         case .delay(let seconds):
             Thread.sleep(forTimeInterval: seconds)
-        case .pass, .resetMidResponse:
+        case .pass, .resetMidResponse, .passNext:
             break
         }
         let upstream = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

@@ -112,6 +112,13 @@ final class FaultWorld: @unchecked Sendable {
         return await curl(i, "/v1/store/contribute", "{\"shard\":[\(array)]}") == "{}"
     }
 
+    /// Gives keeper i a shard of another root key (stale, as after a key change it missed).
+    func giveStaleShard(_ i: Int) async throws -> Bool {
+        var other = randomRootKey().withUnsafeBytes { Array($0) }
+        other[0] &= 0x7f  // below the group order
+        return try await contribute(i, SecretBytes(consuming: &other))
+    }
+
     /// True when keeper i holds exactly the shard Go SPIKE would give it for the root key.
     func holdsItsShard(_ i: Int) async -> Bool {
         let array = shards[i].withUnsafeBytes { $0.map(String.init).joined(separator: ",") }
@@ -317,10 +324,7 @@ final class FaultWorld: @unchecked Sendable {
     @Test func wrongShardNeverInstallsAWrongKey() async throws {
         let w = try await FaultWorld()
         defer { w.abandon() }  // only if it throws before `finish()`
-        var other = [UInt8](repeating: 0, count: 32)
-        for i in 0..<32 { other[i] = UInt8.random(in: 0...255) }
-        other[0] &= 0x7f
-        #expect(try await w.contribute(2, SecretBytes(consuming: &other)))
+        #expect(try await w.giveStaleShard(2))
         w.freeze(1)
         let n = try w.nexus("nexus", env: Self.distributionTimeout)
         #expect(try await eventually(60) { !n.events("key_verification_failed").isEmpty })

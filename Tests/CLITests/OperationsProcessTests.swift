@@ -66,9 +66,7 @@ import TestSupport
     @Test func staleKeeperIsNamedWrongShard() async throws {
         let w = try await FaultWorld()
         defer { w.abandon() }
-        var other = randomRootKey().withUnsafeBytes { Array($0) }
-        other[0] &= 0x7f
-        #expect(try await w.contribute(2, SecretBytes(consuming: &other)))
+        #expect(try await w.giveStaleShard(2))
         let before = await Snapshot(w)
         let d = try await drill(w)
         #expect(d.status == 1)
@@ -174,40 +172,71 @@ import TestSupport
         await w.finish()
     }
 
-    /// The nexus is ready at step 12, not before; its gauges show which keeper
-    /// did not take its shard in the last distribution round.
-    @Test func nexusProbesAndKeeperGauges() async throws {
+    /// Prometheus text of `port`'s /metrics once `condition` holds (up to 30 s).
+    func metrics(_ port: Int, until condition: (String) -> Bool) async throws -> String {
+        var text = ""
+        for _ in 0..<60 {
+            text = await get(port, "/metrics").1
+            if condition(text) { break }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+        return text
+    }
+
+    /// The nexus is ready at step 12, not before; it stays alive (and a drill
+    /// beside it sees a healthy set) throughout.
+    @Test func nexusProbes() async throws {
         let w = try await FaultWorld()
         defer { w.abandon() }
         let port = freePort()
         w.freeze(1)
         w.freeze(2)
-        let n = try w.nexus("nexus", ["--deadline", "60", "--metrics-address", "127.0.0.1:\(port)"],
-                            env: ["SPIKE_NEXUS_KEEPER_UPDATE_INTERVAL": "1s"])
+        let n = try w.nexus("nexus", ["--deadline", "60", "--metrics-address", "127.0.0.1:\(port)"])
         #expect(try await eventually { portOpen(port) })
         #expect(await get(port, "/healthz") == (200, "ok"))
         #expect(await get(port, "/readyz") == (503, "unready"))
         w.thaw(1)
+        w.thaw(2)
         #expect(try await eventually(30) { !n.events("operational").isEmpty }, "\(n.stderr)")
         #expect(await get(port, "/readyz") == (200, "ready"))
-        // Keeper 3 is still frozen: each round it does not take its shard.
-        var metrics = ""
-        for _ in 0..<60 where !metrics.contains("spike_keeper_holds_shard{keeper=\"3\"} 0") {
-            metrics = await get(port, "/metrics").1
-            try await Task.sleep(for: .milliseconds(500))
-        }
-        #expect(metrics.contains("spike_keeper_holds_shard{keeper=\"3\"} 0"), "\(metrics)")
-        #expect(metrics.contains("spike_keeper_holds_shard{keeper=\"1\"} 1"), "\(metrics)")
-        #expect(metrics.contains("spike_recovery_tolerates 0"), "\(metrics)")
-        w.scan.check(metrics, "nexus metrics")
-        w.thaw(2)
-        for _ in 0..<60 where !metrics.contains("spike_keeper_holds_shard{keeper=\"3\"} 1") {
-            metrics = await get(port, "/metrics").1
-            try await Task.sleep(for: .milliseconds(500))
-        }
-        #expect(metrics.contains("spike_keeper_holds_shard{keeper=\"3\"} 1"), "\(metrics)")
+        #expect(await get(port, "/healthz") == (200, "ok"))
+        let d = try await drill(w)
+        #expect(d.status == 0 && d.statuses == ["ok", "ok", "ok"], "a drill beside a running nexus: \(d.report)")
         n.process.terminate()
         #expect(try await n.exit() == 0, "\(n.stderr)")
+        await w.finish()
+    }
+
+    /// Keeper 3 holds a stale shard, is found out at recovery, then takes no
+    /// contribute: the gauges name it until a round reaches it.
+    @Test func keeperGaugesAfterEachDistributionRound() async throws {
+        let w = try await FaultWorld()
+        defer { w.abandon() }
+        #expect(try await w.giveStaleShard(2))
+        // Keeper 2 answers late, so keepers 1 and 3 make a key first, which the store refuses.
+        w.proxies[1].mode = .delay(0.3)
+        // Keeper 3's shard read gets through; the contributes after it do not.
+        w.proxies[2].mode = .passNext(1)
+        let port = freePort()
+        let n = try w.nexus("nexus", ["--deadline", "60", "--metrics-address", "127.0.0.1:\(port)"],
+                            env: ["SPIKE_NEXUS_KEEPER_UPDATE_INTERVAL": "1s", "SPIKE_NEXUS_KEEPER_REQUEST_TIMEOUT": "2s"])
+        #expect(try await eventually(30) { !n.events("operational").isEmpty }, "\(n.stderr)")
+        let down = try await metrics(port) { $0.contains("spike_keeper_holds_shard{keeper=\"3\"} 0") }
+        #expect(down.contains("spike_keeper_holds_shard{keeper=\"3\"} 0"), "\(down)")
+        #expect(down.contains("spike_keeper_holds_shard{keeper=\"1\"} 1"), "\(down)")
+        #expect(down.contains("spike_keeper_shard_disagreed{keeper=\"3\"} 1"), "\(down)")
+        #expect(down.contains("spike_keeper_shard_disagreed{keeper=\"1\"} 0"), "\(down)")
+        #expect(down.contains("spike_recovery_tolerates 0"), "\(down)")
+        #expect(down.contains("spike_distribution_last_round_timestamp_seconds"), "\(down)")
+        w.proxies[2].mode = .pass
+        let back = try await metrics(port) { $0.contains("spike_keeper_holds_shard{keeper=\"3\"} 1") }
+        #expect(back.contains("spike_keeper_holds_shard{keeper=\"3\"} 1"), "\(back)")
+        #expect(back.contains("spike_keeper_shard_disagreed{keeper=\"3\"} 0"), "\(back)")
+        #expect(back.contains("spike_recovery_tolerates 1"), "\(back)")
+        w.scan.check(down + back, "nexus metrics")
+        n.process.terminate()
+        #expect(try await n.exit() == 0, "\(n.stderr)")
+        #expect(await w.holdsItsShard(2), "keeper 3 after distribution")
         await w.finish()
     }
 

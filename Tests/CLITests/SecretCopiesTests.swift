@@ -23,7 +23,7 @@ import TestSupport
         defer { try? FileManager.default.removeItem(at: dir) }
         let input = dir.appendingPathComponent("patterns")
         let hex = patterns.map { $0.map { String(format: "%02x", $0) }.joined() }.joined(separator: "\n") + "\n"
-        FileManager.default.createFile(atPath: input.path, contents: Data(hex.utf8), attributes: [.posixPermissions: 0o600])
+        _ = FileManager.default.createFile(atPath: input.path, contents: Data(hex.utf8), attributes: [.posixPermissions: 0o600])
         let whereFlag = ProcessInfo.processInfo.environment["MEMSCAN_WHERE"] == nil ? "" : "--where"
         let r = try await runToCompletion("/bin/bash", ["-c", "'\(memscan)' \(whereFlag) \(pid) < '\(input.path)'"], timeout: 120)
         if !whereFlag.isEmpty { print(r.stderr) }
