@@ -12,11 +12,14 @@ public final class SQLiteConnection {
 
     public enum Mode {
         case readOnly, readWriteCreate
-        /// Read-only, and leaves the directory as it found it: when no other
-        /// connection has the database open (no `-wal`, no `-shm`), it is read
-        /// as immutable, so SQLite creates neither. A writer that starts
-        /// meanwhile can at worst make a read fail (a tag does not verify, or
-        /// SQLite reports corruption), never make a wrong key look right.
+        /// Read-only, and leaves the directory as it found it. With both
+        /// `-wal` and `-shm` present (a connection has it open in WAL mode) or
+        /// a `-journal` (a rollback-mode writer), the plain read-only open
+        /// uses what is there and creates nothing. Otherwise nobody has it
+        /// open, the main file alone is a consistent snapshot, and it is read
+        /// as immutable, so SQLite creates no `-wal`/`-shm`. A writer that
+        /// starts meanwhile can at worst make a read fail (a tag that does not
+        /// verify, or corruption reported), never make a wrong key look right.
         case readOnlyLeavingNoFiles
     }
 
@@ -32,7 +35,8 @@ public final class SQLiteConnection {
         case .readOnly:
             rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nil)
         case .readOnlyLeavingNoFiles:
-            let idle = !FileManager.default.fileExists(atPath: path + "-wal") && !FileManager.default.fileExists(atPath: path + "-shm")
+            let present = { (suffix: String) in FileManager.default.fileExists(atPath: path + suffix) }
+            let idle = !(present("-wal") && present("-shm")) && !present("-journal")
             let target = idle ? Self.immutableURI(path) : path
             rc = sqlite3_open_v2(target, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | (idle ? SQLITE_OPEN_URI : 0), nil)
         }
@@ -62,7 +66,8 @@ public final class SQLiteConnection {
                 encoded.unicodeScalars.append(Unicode.Scalar(byte))
             }
         }
-        return "file:" + encoded + "?immutable=1"
+        // `file:///abs` keeps a path that starts with `//` from being read as a host.
+        return (path.hasPrefix("/") ? "file://" : "file:") + encoded + "?immutable=1"
     }
 
     public func execute(_ sql: String) throws(SQLiteError) {

@@ -830,15 +830,16 @@ public final class NexusRecovery: @unchecked Sendable {
         try RecoveryMachine.require(holder.isSet, "11", "A11.1", "the holder is empty")
         try RecoveryMachine.require(allShardBuffersZero, "11", "A11.2", "a recovery buffer is not zero")
         try RecoveryMachine.require(proof == .openedStore || proof == .confirmedByAllShards, "11", "A11.3", "distribution for an unproven key")
+        // Before arming: the first round's reset of a replaced shard must come after.
+        for id in 1...config.keepers.count {
+            Gauge(label: "spike_keeper_shard_disagreed", dimensions: [("keeper", String(id))]).record(keepersRejected.contains(id) ? 1 : 0)
+        }
         distributor?.arm()
         try emit(.distributionStarted, detail: distributor == nil ? "left to the caller" : "every \(config.updateInterval)")
 
         // 12.
         try RecoveryMachine.require(holder.isSet, "12", "A12.1", "the holder is empty")
         try RecoveryMachine.require(outstanding.isEmpty, "12", "A12.2", "a recovery request is outstanding")
-        for id in 1...config.keepers.count {
-            Gauge(label: "spike_keeper_shard_disagreed", dimensions: [("keeper", String(id))]).record(keepersRejected.contains(id) ? 1 : 0)
-        }
         published.withLockedValue { $0.operational = true }
         try RecoveryMachine.require(isOperational, "12", "A12.3", "routes still see the state as not ready")
         try emit(.operational)

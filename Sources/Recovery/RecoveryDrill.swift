@@ -97,9 +97,12 @@ public struct RecoveryDrill: Sendable {
     }
 
     /// A key some T-subset rebuilt, with the held shards on its split.
+    /// A key some T-subset rebuilt, the held shards on its split, and what the store said of it.
     struct Polynomial {
         let key: SecretBytes
         let supporters: [Int]
+        let store: DrillReport.Store
+        let storeDetail: String?
     }
 
     /// Runs the drill. Throws `SettingError` for bad settings (nothing is
@@ -118,6 +121,12 @@ public struct RecoveryDrill: Sendable {
         }
 
         var collection = ShardCollection(threshold: max(t, 1))
+        var keys: [SecretBytes] = []
+        // Every path out, a throw included, wipes; the normal one also checks (AD.1).
+        defer {
+            for k in keys { k.wipe() }
+            _ = collection.wipeAll()
+        }
         var statuses: [Int: (DrillReport.Status, String?)] = [:]
         var stray: [SecretBytes] = []
         for (id, answer) in answers {
@@ -137,58 +146,53 @@ public struct RecoveryDrill: Sendable {
             }
         }
 
+        // Self-consistent T-subsets (as many as recovery's step 6 examines),
+        // each key checked against the store until one opens it. Once the store
+        // says it cannot judge (empty, missing, unreadable), that holds for every key.
         var polynomials: [Polynomial] = []
-        var keys: [SecretBytes] = []
-        defer { for k in keys { k.wipe() } }
         var found: Polynomial?
-        var storeWord = DrillReport.Store.notAsked
-        var verdictDetail: String?
-        // Self-consistent T-subsets, each checked against the store until one opens it.
-        for subset in collection.untriedSubsets(limit: ShardCollection.spareSearchLimit) {
+        var cannotJudge: (store: DrillReport.Store, detail: String?)?
+        let searchedAll = !Self.subsetCount(collection.count, t, exceeds: ShardCollection.detectionLimit)
+        for subset in collection.untriedSubsets(limit: ShardCollection.detectionLimit) {
             if polynomials.contains(where: { p in subset.allSatisfy(p.supporters.contains) }) { continue }
             let key = try rebuild(collection, subset)
             keys.append(key)
             let supporters = try onSplit(collection, key)
             guard subset.allSatisfy(supporters.contains) else { continue }
-            let polynomial = Polynomial(key: key, supporters: supporters)
+            let said = cannotJudge ?? verdict(key)
+            let polynomial = Polynomial(key: key, supporters: supporters, store: said.store, storeDetail: said.detail)
             polynomials.append(polynomial)
-            switch verdict(key) {
-            case .opens:
-                storeWord = .opens
-                found = polynomial
-            case .doesNotOpen(let row):
-                storeWord = .doesNotOpen
-                verdictDetail = row
-            case .empty: storeWord = .empty
-            case .missing: storeWord = .missing
-            case .unreadable(let why):
-                storeWord = .unreadable
-                verdictDetail = why
+            switch said.store {
+            case .opens: found = polynomial
+            case .empty, .missing, .unreadable: cannotJudge = said
+            case .doesNotOpen, .notAsked: break
             }
             if found != nil { break }
         }
 
+        let storeWord: DrillReport.Store = found != nil ? .opens : cannotJudge?.store ?? (polynomials.isEmpty ? .notAsked : .doesNotOpen)
+        let storeDetail = found != nil ? nil : cannotJudge?.detail ?? polynomials.first?.storeDetail
         // The store cannot judge: the key all held shards agree on, if there is exactly one.
-        let storeJudges = storeWord == .opens || storeWord == .doesNotOpen
-        let accepted: Polynomial? = found ?? (!storeJudges && polynomials.count == 1 ? polynomials[0] : nil)
+        let accepted: Polynomial? = found ?? (cannotJudge != nil && polynomials.count == 1 && searchedAll ? polynomials[0] : nil)
         let held = collection.ids
+        let limitNote = searchedAll ? "" : " (in the first \(ShardCollection.detectionLimit) sets of \(t) shards)"
         for id in held {
             if let accepted, accepted.supporters.contains(id) {
                 statuses[id] = (.ok, nil)
-            } else if let accepted {
+            } else if accepted != nil {
                 statuses[id] = (.wrongShard, found != nil
                     ? "not part of the split of the key that opens the store (stale or corrupted); the next distribution round replaces it"
                     : "not part of the split of the key the other shards agree on")
             } else if collection.count < t {
                 statuses[id] = (.wrongShard, "unchecked: \(collection.count) of the \(t) shards needed to check a shard answered")
-            } else if let other = polynomials.first(where: { $0.supporters.contains(id) }) {
-                statuses[id] = (.wrongShard, storeJudges
-                    ? "agrees with keepers \(other.supporters) on a key that does not open the store (shards of an older root key?)"
-                    : "unchecked: the shards agree on \(polynomials.count) different keys and the store (\(storeWord.rawValue)) cannot tell which is right")
+            } else if let own = polynomials.first(where: { $0.supporters.contains(id) }) {
+                statuses[id] = (.wrongShard, own.store == .doesNotOpen
+                    ? "agrees with keepers \(own.supporters) on a key that does not open the store (shards of an older root key?)"
+                    : "unchecked: the shards agree on \(polynomials.count) different keys\(limitNote) and the store (\(own.store.rawValue)) cannot tell which is right")
             } else if polynomials.isEmpty {
-                statuses[id] = (.wrongShard, "unchecked: no \(t) of the shards \(held) lie on one key's split")
+                statuses[id] = (.wrongShard, "unchecked: no \(t) of the shards \(held) lie on one key's split\(limitNote)")
             } else {
-                statuses[id] = (.wrongShard, "unchecked: not on the split of a key other shards agree on, and none of those keys opens the store")
+                statuses[id] = (.wrongShard, "unchecked: not on the split of a key other shards agree on\(limitNote), and none of those keys opens the store")
             }
         }
 
@@ -200,7 +204,7 @@ public struct RecoveryDrill: Sendable {
         let recoverable = accepted != nil && good >= needed && storeWord != .unreadable
         let report = DrillReport(
             recoverable: recoverable, verified: verified, tolerates: recoverable ? good - needed : 0, threshold: t,
-            store: storeWord, storeDetail: verified ? nil : verdictDetail,
+            store: storeWord, storeDetail: storeDetail,
             keepers: (1...config.keepers.count).map { id in
                 let (status, detail) = statuses[id] ?? (.unreachable, "no answer")
                 return DrillReport.Keeper(id: id, status: status, detail: detail)
@@ -228,18 +232,28 @@ public struct RecoveryDrill: Sendable {
         return collection.ids.filter { id in collection.shards[id]!.constantTimeEquals(expected[id - 1].value) }
     }
 
-    enum Verdict { case opens, doesNotOpen(String), empty, missing, unreadable(String) }
-
-    func verdict(_ key: SecretBytes) -> Verdict {
+    /// What the store says of `key` (7.2's verdicts; a vanished file is unreadable unless allowed missing).
+    func verdict(_ key: SecretBytes) -> (store: DrillReport.Store, detail: String?) {
         do {
             switch try store.check(candidate: key) {
-            case .opens: return .opens
-            case .doesNotOpen(let row): return .doesNotOpen("the key the shards agree on does not open \(row)")
-            case .empty: return .empty
-            case .missing: return config.allowEmptyStore ? .missing : .unreadable("the database file is gone")
+            case .opens: return (.opens, nil)
+            case .doesNotOpen(let row): return (.doesNotOpen, "the key the shards agree on does not open \(row)")
+            case .empty: return (.empty, nil)
+            case .missing: return config.allowEmptyStore ? (.missing, nil) : (.unreadable, "\(config.databasePath): the database file is gone")
             }
         } catch {
-            return .unreadable("\(config.databasePath) cannot be read: \(error)")
+            return (.unreadable, "\(config.databasePath) cannot be read: \(error)")
         }
+    }
+
+    /// Whether there are more than `limit` ways to choose `t` of `n` (no overflow).
+    static func subsetCount(_ n: Int, _ t: Int, exceeds limit: Int) -> Bool {
+        guard t >= 0, t <= n else { return false }
+        var count = 1
+        for i in 0..<min(t, n - t) {
+            count = count * (n - i) / (i + 1)  // exact: a product of i+1 consecutive integers divides by (i+1)!
+            if count > limit { return true }
+        }
+        return false
     }
 }

@@ -223,8 +223,26 @@ let t0 = Date(timeIntervalSince1970: 1_764_000_000.123456789)
         _ = w
     }
 
+    /// A write-ahead log left without its index (a crashed writer) is not
+    /// completed by a `-shm` of ours: the main file is read as it stands.
+    @Test func anOrphanedLogGetsNoIndex() throws {
+        let f = try Fixture()
+        let key = randomKey()
+        do {
+            let w = try SpikeDatabaseWriter(path: f.path, rootKey: key)
+            try w.putSecret(path: "a", versions: [.init(version: 1, data: ["k": "v"], created: t0)], created: t0, updated: t0)
+        }
+        _ = FileManager.default.createFile(atPath: f.path + "-wal", contents: Data())
+        guard case .opens = try SpikeDatabase.check(path: f.path, candidate: key, leavingNoFiles: true) else {
+            Issue.record("the right key did not open the store")
+            return
+        }
+        #expect(files(f.dir) == ["spike.db", "spike.db-wal"])
+    }
+
     @Test func pathsAreEncodedForTheURI() throws {
-        #expect(SQLiteConnection.immutableURI("/a b/c?d#e%f/spike.db") == "file:/a%20b/c%3Fd%23e%25f/spike.db?immutable=1")
+        #expect(SQLiteConnection.immutableURI("/a b/c?d#e%f/spike.db") == "file:///a%20b/c%3Fd%23e%25f/spike.db?immutable=1")
+        #expect(SQLiteConnection.immutableURI("//srv/spike.db") == "file:////srv/spike.db?immutable=1")
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("odd ?#% dir-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -95,6 +95,24 @@ import TestSupport
         await #expect(throws: SettingError.self) { try await drill(w, database: missing).run() }
         #expect(asked.value == 0)
         await w.stop()
+
+        // Allowed missing (a fresh installation): asked, but the key is not verified.
+        let fresh = try World()
+        for _ in 0..<3 { try await fresh.addKeeper() }
+        for i in 0..<3 { fresh.fill(i) }
+        let report = try await drill(fresh, allowEmptyStore: true, database: missing).run()
+        #expect(report.store == .missing && !report.verified && report.recoverable && report.tolerates == 0, "\(report.json)")
+        #expect(statuses(report) == ["ok", "ok", "ok"])
+        #expect(!FileManager.default.fileExists(atPath: missing))
+        await fresh.stop()
+    }
+
+    @Test func subsetCounting() {
+        #expect(!RecoveryDrill.subsetCount(3, 2, exceeds: 3) && RecoveryDrill.subsetCount(3, 2, exceeds: 2))
+        // 18 choose 9 = 48,620; 19 choose 9 = 92,378.
+        #expect(!RecoveryDrill.subsetCount(18, 9, exceeds: 65_536) && RecoveryDrill.subsetCount(19, 9, exceeds: 65_536))
+        #expect(RecoveryDrill.subsetCount(1000, 500, exceeds: 65_536) && !RecoveryDrill.subsetCount(1000, 1000, exceeds: 1))
+        #expect(!RecoveryDrill.subsetCount(2, 3, exceeds: 0))
     }
 
     @Test func reportFormats() {
