@@ -58,8 +58,10 @@ public final class DemoRun: @unchecked Sendable {
         output(String(format: "%8.1f ms  ", ms) + label + " " + text)
     }
 
-    /// The whole demo; the outcome is `.operational` only if the recovered key is the minted one.
-    public func run() async throws -> RecoveryOutcome {
+    /// A dev CA and SVIDs, a SPIKE database under a fresh root key, keeper
+    /// processes seeded as Bootstrap does; the key is then wiped (a copy stays
+    /// in `minted`, which the caller wipes).
+    public func deploy() async throws -> Deployment {
         // A development CA and the SVIDs.
         let pki = try DevelopmentPKI()
         try pki.writeBundle(into: dir)
@@ -104,8 +106,27 @@ public final class DemoRun: @unchecked Sendable {
         }
         say("bootstrap", "split the root key \(threshold)-of-\(keeperCount) and sent share i to keeper i over mTLS")
         let minted = rootKey.copy()
-        defer { minted.wipe() }
         rootKey.wipe()
+        return Deployment(urls: urls, keeperIDs: keeperIDs, databasePath: databasePath, minted: minted)
+    }
+
+    /// What `deploy` set up: keepers seeded with the shards of a root key that
+    /// is no longer held anywhere but `minted` (for the final check), and the store.
+    public struct Deployment: Sendable {
+        public let urls: [String]
+        public let keeperIDs: [SpiffeID]
+        public let databasePath: String
+        let minted: SecretBytes
+    }
+
+    /// The whole demo; the outcome is `.operational` only if the recovered key is the minted one.
+    public func run() async throws -> RecoveryOutcome {
+        let deployment = try await deploy()
+        let minted = deployment.minted
+        defer { minted.wipe() }
+        let urls = deployment.urls, keeperIDs = deployment.keeperIDs, databasePath = deployment.databasePath
+        let roots = TrustRoots()
+        let group = MultiThreadedEventLoopGroup.singleton
         if killOne {
             let first = children.withLockedValue { $0[0] }
             first.process.interrupt()

@@ -3,20 +3,33 @@ import Logging
 import NIOConcurrencyHelpers
 
 /// A swift-log handler for the long-running commands: one line per event,
-/// `2026-11-29T10:45:31.123Z info spike-keeper: message`, written to stderr
-/// through a small buffer that is flushed every 50 ms, when it fills, for
-/// every warning or worse, and at exit. swift-log's StreamLogHandler formats
-/// the local time and writes on every line, which costs the Keeper about a
-/// third of its throughput at one log line per request.
+/// `2026-11-29T10:45:31.123Z info spike-keeper: message`, written to stderr.
+/// A `batched` handler (the Keeper's, one line per request) writes through a
+/// small buffer flushed every 50 ms, when it fills, for every warning or
+/// worse, at `flush()` and at exit: swift-log's StreamLogHandler writes on
+/// every line, which costs the Keeper about a third of its throughput. Any
+/// other handler writes each line at once, so a supervisor reading the pipe
+/// sees a state change (a recovery step, operational) when it happens.
 public struct LineLogHandler: LogHandler {
     public var metadata: Logger.Metadata = [:]
     public var logLevel: Logger.Level
     let label: String
+    let batched: Bool
+    let sink: LogSink
 
-    public init(label: String, level: Logger.Level) {
+    public init(label: String, level: Logger.Level, batched: Bool = false) {
+        self.init(label: label, level: level, batched: batched, sink: .shared)
+    }
+
+    init(label: String, level: Logger.Level, batched: Bool, sink: LogSink) {
         self.label = label
         logLevel = level
+        self.batched = batched
+        self.sink = sink
     }
+
+    /// Writes what batched handlers hold (after a state change worth seeing at once).
+    public static func flush() { LogSink.shared.flush() }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
@@ -24,17 +37,18 @@ public struct LineLogHandler: LogHandler {
     }
 
     public func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
-        var text = LogSink.shared.timestamp() + " \(level) \(label): \(message)"
+        var text = sink.timestamp() + " \(level) \(label): \(message)"
         let all = explicit.map { self.metadata.merging($0) { $1 } } ?? metadata
         if !all.isEmpty { text += " " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") }
-        LogSink.shared.append(text + "\n", urgent: level >= .warning)
+        sink.append(text + "\n", urgent: !batched || level >= .warning)
     }
 }
 
 /// The buffered stderr writer behind LineLogHandler.
 /// `@unchecked`: `timer` (a `DispatchSourceTimer` existential) is not Sendable; it is only touched in `init`.
 final class LogSink: @unchecked Sendable {
-    static let shared = LogSink()
+    static let shared = LogSink(fd: 2)
+    let fd: Int32
     private struct State {
         var buffer: [UInt8] = []
         var cachedSecond = -1
@@ -43,14 +57,18 @@ final class LogSink: @unchecked Sendable {
     private let state = NIOLockedValueBox(State())
     private let timer: DispatchSourceTimer
 
-    private init() {
+    /// `interval`: how long a batched line may wait (tests make it long, to see the batching).
+    init(fd: Int32, interval: DispatchTimeInterval = .milliseconds(50)) {
+        self.fd = fd
         state.withLockedValue { $0.buffer.reserveCapacity(1 << 16) }
         timer = DispatchSource.makeTimerSource(queue: .global())
-        timer.schedule(deadline: .now() + .milliseconds(50), repeating: .milliseconds(50))
-        timer.setEventHandler { LogSink.shared.flush() }
+        timer.schedule(deadline: .now() + interval, repeating: interval)
+        timer.setEventHandler { [weak self] in self?.flush() }
         timer.resume()
-        atexit { LogSink.shared.flush() }
+        if fd == 2 { atexit { LogSink.shared.flush() } }
     }
+
+    deinit { timer.cancel() }
 
     /// UTC time with milliseconds; the date-and-seconds part is formatted once per second.
     func timestamp() -> String {
@@ -87,7 +105,7 @@ final class LogSink: @unchecked Sendable {
         pending.withUnsafeBytes { raw in
             var offset = 0
             while offset < raw.count {
-                let n = write(2, raw.baseAddress! + offset, raw.count - offset)
+                let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
                 if n <= 0 { break }
                 offset += n
             }

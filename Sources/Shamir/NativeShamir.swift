@@ -109,7 +109,7 @@ public struct NativeShamir: ShamirScheme {
             guard ConstantTime.declassified(y.isZeroMask) == 0 else { throw .shardValueZero(id: shard.id) }
             values.append(y)
         }
-        let weights = P256Scalar.lagrangeWeightsAtZero(ids: shards.prefix(threshold).map(\.id))
+        let weights = LagrangeCache.shared.weights(ids: shards.prefix(threshold).map(\.id))
         return Self.secret(Self.combine(weights: weights, values: values))
     }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Bench
+import Demo
 import Foundation
 
 /// `spike-recovery bench`: prints what `FieldBench` and `SystemBench` (Sources/Bench) measure.
@@ -10,7 +11,9 @@ struct BenchCommand: AsyncParsableCommand {
 
     @Flag(help: "Print one JSON object on stdout instead of the table.") var json = false
     @Flag(help: "Fewer repetitions (a smoke run; numbers are noisier).") var quick = false
-    @Flag(help: "Also measure the store (10,000 secret versions) and whole recoveries over loopback mTLS.") var system = false
+    @Flag(help: "Also measure the store (10,000 secret versions), whole recoveries over loopback mTLS, and nexus processes from exec to operational.") var system = false
+
+    func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
 
     func run() async throws {
         var results: [(key: String, value: Double)] = []
@@ -22,7 +25,14 @@ struct BenchCommand: AsyncParsableCommand {
             }
         }
         FieldBench.run(quick ? .quick : .full, record: record)
-        if system { try await SystemBench.run(quick: quick, record: record) }
+        if system {
+            try await SystemBench.run(quick: quick, record: record)
+            // What a supervisor sees: real nexus processes from exec, beside the in-process figure above.
+            let exec = try await ExecBench.run(executable: URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path,
+                                               runs: quick ? 3 : 15)
+            record("nexus_exec_to_operational_ms", median(exec.execToOperational))
+            record("nexus_exec_elapsed_ms", median(exec.elapsed))
+        }
         if json {
             Console.json("{" + results.map { "\"\($0.key)\":\(String(format: "%.1f", $0.value))" }.joined(separator: ",") + "}")
         } else {

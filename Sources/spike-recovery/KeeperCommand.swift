@@ -25,7 +25,7 @@ struct KeeperCommand: AsyncParsableCommand {
     func run() async throws {
         let logger: Logger
         do {
-            logger = try Settings.startProcess(label: "spike-keeper")
+            logger = try Settings.startProcess(label: Settings.keeperLogLabel)
         } catch let error as OperatorError {
             throw fail(error)
         }
@@ -48,6 +48,7 @@ struct KeeperCommand: AsyncParsableCommand {
                 throw OperatorError("cannot listen on \(address): \(error)", exitCode: 1)
             }
             logger.info("keeper \(me) listening on \(address.host):\(keeper.port)")
+            LineLogHandler.flush()  // a supervisor waits for this line
             let ready = keeper
             metrics?.setReadiness { ready.isServing && ready.slot.isHeld }
         } catch let error as OperatorError {

@@ -197,6 +197,7 @@ enum Settings {
     static let workloadWaitVariable = "SPIKE_WORKLOAD_API_TIMEOUT"
 
     static let logLevelVariable = "SPIKE_SYSTEM_LOG_LEVEL"
+    static let keeperLogLabel = "spike-keeper"
 
     /// `SPIKE_SYSTEM_LOG_LEVEL` (case-insensitive, as Go SPIKE reads it); anything else is a bad setting.
     static func logLevel() throws -> Logger.Level {
@@ -233,7 +234,8 @@ enum Settings {
 
     static func bootstrapLogging() throws {
         let level = try logLevel()
-        LoggingSystem.bootstrap { label in LineLogHandler(label: label, level: level) }
+        // Only the Keeper logs a line per request; everyone else's lines are state changes.
+        LoggingSystem.bootstrap { label in LineLogHandler(label: label, level: level, batched: label == keeperLogLabel) }
     }
 
     /// Runs a long-running command's services until SIGTERM/SIGINT or until one

@@ -52,4 +52,17 @@ import TestSupport
         demo.cleanUp()
         #expect(!FileManager.default.fileExists(atPath: demo.dir.path), "clean-up left the directory")
     }
+
+    /// `bench --system`'s exec measure: real keeper and nexus processes, each
+    /// run reaching operational with its own `elapsed_ms`, and nothing left behind.
+    @Test func execBenchTimesRealNexusProcesses() async throws {
+        let binary = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent(".build/debug/spike-recovery").path
+        try #require(FileManager.default.isExecutableFile(atPath: binary), "build the CLI first: swift build")
+        let result = try await ExecBench.run(executable: binary, runs: 2)
+        #expect(result.execToOperational.count == 2 && result.elapsed.count == 2)
+        for (wall, elapsed) in zip(result.execToOperational, result.elapsed) {
+            #expect(wall > 0 && elapsed >= 0 && elapsed <= wall, "exec \(wall) ms, elapsed \(elapsed) ms")
+        }
+    }
 }

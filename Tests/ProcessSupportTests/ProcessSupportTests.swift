@@ -1,6 +1,6 @@
 import Glibc
 import Logging
-import ProcessSupport
+@testable import ProcessSupport
 import Testing
 import TestSupport
 
@@ -41,5 +41,42 @@ import TestSupport
         task.cancel()
         await observer.value
         #expect(ended.value == 1)
+    }
+}
+
+/// Request lines wait in the buffer; state changes (and warnings) go out at
+/// once and take what waited with them, in order.
+@Suite struct LineLogHandlerTests {
+    /// What the pipe holds now (non-blocking).
+    func drain(_ fd: Int32) -> String {
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            out += chunk[0..<n]
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    @Test func stateChangesAreWrittenAtOnceRequestLinesBatched() throws {
+        var fds: [Int32] = [0, 0]
+        try #require(pipe(&fds) == 0)
+        defer { close(fds[0]); close(fds[1]) }
+        _ = fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK)
+        let sink = LogSink(fd: fds[1], interval: .seconds(3600))
+        let keeper = Logger(label: "spike-keeper") { LineLogHandler(label: $0, level: .info, batched: true, sink: sink) }
+        let nexus = Logger(label: "spike-nexus") { LineLogHandler(label: $0, level: .info, batched: false, sink: sink) }
+        keeper.info("POST /v1/store/shard 200")
+        #expect(drain(fds[0]) == "", "a request line was written before a flush")
+        nexus.info("step 12 operational")
+        let both = drain(fds[0]).split(separator: "\n")
+        #expect(both.count == 2 && both[0].hasSuffix("info spike-keeper: POST /v1/store/shard 200") && both[1].hasSuffix("info spike-nexus: step 12 operational"), "\(both)")
+        keeper.info("POST /v1/store/shard 200")
+        keeper.warning("keeper 2: unreachable")
+        #expect(drain(fds[0]).split(separator: "\n").count == 2)
+        keeper.info("listening")
+        sink.flush()
+        #expect(drain(fds[0]).hasSuffix("info spike-keeper: listening\n"))
     }
 }

@@ -141,3 +141,21 @@ extension SplitMix64 {
         #expect(shards.map { hex($0.value) } == ref.map { hex($0.value) })
     }
 }
+
+/// The cached weights are the computed ones, for every set, past the cache's capacity.
+@Suite struct LagrangeCacheTests {
+    @Test func cachedWeightsEqualComputedOnesAndTheCacheStaysBounded() {
+        let cache = LagrangeCache()
+        for round in 0..<2 {
+            for start in 1...UInt64(LagrangeCache.capacity + 5) {
+                let ids = [start, start + 1, start + 7]
+                let expected = P256Scalar.lagrangeWeightsAtZero(ids: ids)
+                let got = cache.weights(ids: ids)
+                #expect(got.count == 3 && zip(got, expected).allSatisfy { P256Scalar.equalMask($0, $1) == ~0 }, "round \(round), ids \(ids)")
+            }
+        }
+        #expect(cache.count <= LagrangeCache.capacity)
+        let big = Array(1...UInt64(LagrangeCache.largestCachedSet + 1))
+        #expect(cache.weights(ids: big).count == big.count)
+    }
+}
