@@ -48,6 +48,9 @@ public struct DrillReport: Sendable, Equatable {
     public let storeDetail: String?
     public let keepers: [Keeper]
 
+    /// Each keeper's status word, in keeper order.
+    public var statuses: [String] { keepers.map(\.status.rawValue) }
+
     /// Exit 0 only for this: every keeper `ok` and the key verified.
     public var healthy: Bool { verified && keepers.allSatisfy { $0.status == .ok } }
 
@@ -103,6 +106,7 @@ public struct RecoveryDrill: Sendable {
         let supporters: [Int]
         let store: DrillReport.Store
         let storeDetail: String?
+        var members: Set<Int> { Set(supporters) }
     }
 
     /// Runs the drill. Throws `SettingError` for bad settings (nothing is
@@ -153,8 +157,12 @@ public struct RecoveryDrill: Sendable {
         var found: Polynomial?
         var cannotJudge: (store: DrillReport.Store, detail: String?)?
         let searchedAll = !Self.subsetCount(collection.count, t, exceeds: ShardCollection.detectionLimit)
+        var placed: [Set<Int>] = []
+        var covered: Set<Int> = []
         for subset in collection.untriedSubsets(limit: ShardCollection.detectionLimit) {
-            if polynomials.contains(where: { p in subset.allSatisfy(p.supporters.contains) }) { continue }
+            // Every held shard lies on a key found already: another key would need one of them too.
+            if covered.count == collection.count { break }
+            if placed.contains(where: { members in subset.allSatisfy(members.contains) }) { continue }
             let key = try rebuild(collection, subset)
             keys.append(key)
             let supporters = try onSplit(collection, key)
@@ -162,6 +170,8 @@ public struct RecoveryDrill: Sendable {
             let said = cannotJudge ?? verdict(key)
             let polynomial = Polynomial(key: key, supporters: supporters, store: said.store, storeDetail: said.detail)
             polynomials.append(polynomial)
+            placed.append(polynomial.members)
+            covered.formUnion(polynomial.supporters)
             switch said.store {
             case .opens: found = polynomial
             case .empty, .missing, .unreadable: cannotJudge = said
@@ -170,12 +180,14 @@ public struct RecoveryDrill: Sendable {
             if found != nil { break }
         }
 
+        // Conclusive: every set was looked at, or every shard lies on a key found.
+        let conclusive = searchedAll || covered.count == collection.count
         let storeWord: DrillReport.Store = found != nil ? .opens : cannotJudge?.store ?? (polynomials.isEmpty ? .notAsked : .doesNotOpen)
         let storeDetail = found != nil ? nil : cannotJudge?.detail ?? polynomials.first?.storeDetail
         // The store cannot judge: the key all held shards agree on, if there is exactly one.
-        let accepted: Polynomial? = found ?? (cannotJudge != nil && polynomials.count == 1 && searchedAll ? polynomials[0] : nil)
+        let accepted: Polynomial? = found ?? (cannotJudge != nil && polynomials.count == 1 && conclusive ? polynomials[0] : nil)
         let held = collection.ids
-        let limitNote = searchedAll ? "" : " (in the first \(ShardCollection.detectionLimit) sets of \(t) shards)"
+        let limitNote = conclusive ? "" : " (in the first \(ShardCollection.detectionLimit) sets of \(t) shards)"
         for id in held {
             if let accepted, accepted.supporters.contains(id) {
                 statuses[id] = (.ok, nil)

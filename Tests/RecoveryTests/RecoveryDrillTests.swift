@@ -15,7 +15,7 @@ import TestSupport
         return RecoveryDrill(config: r.config, client: r.client, store: SQLiteStore(path: r.config.databasePath, leavingNoFiles: true))
     }
 
-    func statuses(_ report: DrillReport) -> [String] { report.keepers.map(\.status.rawValue) }
+    func statuses(_ report: DrillReport) -> [String] { report.statuses }
 
     @Test func sparesFindTheWrongShardAndTheDownKeeper() async throws {
         let w = try World(threshold: 3)
@@ -105,6 +105,31 @@ import TestSupport
         #expect(statuses(report) == ["ok", "ok", "ok"])
         #expect(!FileManager.default.fileExists(atPath: missing))
         await fresh.stop()
+    }
+
+    /// Shards handed over directly (no network), for sizes where only the search matters.
+    struct HandedShards: KeeperClient {
+        let shards: [String: SecretBytes]
+        func fetchShard(url: String, deadline: Duration) async -> KeeperAnswer {
+            shards[url].map { .shard($0.copy()) } ?? .noShard
+        }
+        func contribute(url: String, shard: SecretBytes, deadline: Duration) async -> Result<Void, KeeperContributeError> {
+            .failure(KeeperContributeError(description: "the drill never contributes"))
+        }
+    }
+
+    /// 40 keepers, threshold 20, an empty store: once one key holds every
+    /// shard, the search stops (C(40, 20) subsets are never walked).
+    @Test func aKeyThatHoldsEveryShardEndsTheSearch() async throws {
+        let w = try World(threshold: 20, secrets: 0, policies: false)
+        let urls = (1...40).map { "https://127.0.0.1:\(10_000 + $0)" }
+        let split = try NativeShamir().split(rootKey: w.rootKey, threshold: 20, shares: 40).shards
+        var handed: [String: SecretBytes] = [:]
+        for (i, url) in urls.enumerated() { handed[url + "/v1/store/shard"] = split[i].value }
+        let config = RecoveryConfiguration(keepers: urls, threshold: 20, shares: 40, databasePath: w.databasePath)
+        let report = try await RecoveryDrill(config: config, client: HandedShards(shards: handed), store: SQLiteStore(path: w.databasePath)).run()
+        #expect(report.statuses == Array(repeating: "ok", count: 40) && report.store == .empty && report.recoverable && !report.verified)
+        for s in split { s.value.wipe() }
     }
 
     @Test func subsetCounting() {
