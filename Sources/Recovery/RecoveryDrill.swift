@@ -100,13 +100,12 @@ public struct RecoveryDrill: Sendable {
     }
 
     /// A key some T-subset rebuilt, with the held shards on its split.
-    /// A key some T-subset rebuilt, the held shards on its split, and what the store said of it.
+    /// The held shards on the split of a key some T-subset rebuilt (the key itself is in `keys`, for wiping), and what the store said of it.
     struct Polynomial {
-        let key: SecretBytes
         let supporters: [Int]
+        let members: Set<Int>
         let store: DrillReport.Store
         let storeDetail: String?
-        var members: Set<Int> { Set(supporters) }
     }
 
     /// Runs the drill. Throws `SettingError` for bad settings (nothing is
@@ -157,20 +156,18 @@ public struct RecoveryDrill: Sendable {
         var found: Polynomial?
         var cannotJudge: (store: DrillReport.Store, detail: String?)?
         let searchedAll = !Self.subsetCount(collection.count, t, exceeds: ShardCollection.detectionLimit)
-        var placed: [Set<Int>] = []
         var covered: Set<Int> = []
         for subset in collection.untriedSubsets(limit: ShardCollection.detectionLimit) {
             // Every held shard lies on a key found already: another key would need one of them too.
             if covered.count == collection.count { break }
-            if placed.contains(where: { members in subset.allSatisfy(members.contains) }) { continue }
+            if polynomials.contains(where: { p in subset.allSatisfy(p.members.contains) }) { continue }
             let key = try rebuild(collection, subset)
             keys.append(key)
             let supporters = try onSplit(collection, key)
             guard subset.allSatisfy(supporters.contains) else { continue }
             let said = cannotJudge ?? verdict(key)
-            let polynomial = Polynomial(key: key, supporters: supporters, store: said.store, storeDetail: said.detail)
+            let polynomial = Polynomial(supporters: supporters, members: Set(supporters), store: said.store, storeDetail: said.detail)
             polynomials.append(polynomial)
-            placed.append(polynomial.members)
             covered.formUnion(polynomial.supporters)
             switch said.store {
             case .opens: found = polynomial
