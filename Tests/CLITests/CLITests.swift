@@ -5,7 +5,7 @@ import TestSupport
 
 /// The built `spike-recovery` binary (swift build / swift test build it).
 let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-let binary = repository.appendingPathComponent(".build/debug/spike-recovery").path
+let binary = BuiltCLI.path
 
 /// Runs the CLI with arguments and environment to completion, off the
 /// cooperative pool, bounded in time.

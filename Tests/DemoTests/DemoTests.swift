@@ -56,8 +56,7 @@ import TestSupport
     /// `bench --system`'s exec measure: real keeper and nexus processes, each
     /// run reaching operational with its own `elapsed_ms`, and nothing left behind.
     @Test func execBenchTimesRealNexusProcesses() async throws {
-        let binary = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent(".build/debug/spike-recovery").path
+        let binary = BuiltCLI.path
         try #require(FileManager.default.isExecutableFile(atPath: binary), "build the CLI first: swift build")
         let result = try await ExecBench.run(executable: binary, runs: 2)
         #expect(result.execToOperational.count == 2 && result.elapsed.count == 2)

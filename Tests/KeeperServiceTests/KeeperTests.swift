@@ -197,8 +197,7 @@ struct KeeperFixture {
 
 /// The real `spike-recovery keeper` process, queried with curl.
 @Suite(.serialized, .timeLimit(.minutes(5))) struct KeeperProcessTests {
-    static let binary = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent(".build/debug/spike-recovery").path
+    static let binary = BuiltCLI.path
 
     @Test func curlFetchesTheShardFromARunningKeeper() async throws {
         #expect(FileManager.default.isExecutableFile(atPath: Self.binary), "build the CLI first: swift build")
