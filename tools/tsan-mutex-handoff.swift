@@ -24,7 +24,7 @@ final class Shared: @unchecked Sendable {
 let shared = Shared()
 let threads = (0..<2).map { t in
     Thread {
-        for i in 0..<3_000 {
+        for i in 0..<20_000 {
             shared.update { items in
                 items.append(i &+ t)
                 if items.count > 64 { items.removeFirst(32) }

@@ -95,6 +95,7 @@ public enum FieldBench {
 
     /// Pairs of (native, GMP) measures whose ratio the table shows.
     public static let comparisons = [("mul_ns", "gmp_mul_ns"), ("mul_latency_ns", "gmp_mul_latency_ns"), ("inv_ns", "gmp_inv_ns"),
+                                     ("single_inv_ns", "gmp_inv_ns"), ("split_2_of_3_ns", "gmp_split_2_of_3_ns"),
                                      ("recover_2_of_3_ns", "gmp_recover_2_of_3_ns"),
                                      ("recover_100_of_200_ns", "gmp_recover_100_of_200_ns"),
                                      ("recover_1000_of_2000_ns", "gmp_recover_1000_of_2000_ns")]

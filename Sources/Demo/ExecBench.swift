@@ -12,6 +12,30 @@ public enum ExecBench {
         public let execToOperational: [Double]
         /// Each run's own `elapsed_ms`.
         public let elapsed: [Double]
+        /// Per stage (`ExecBench.stageNames`, in order), each run's milliseconds.
+        public let stages: [(String, [Double])]
+    }
+
+    /// Where start-up goes, from one run's wall time and trace (trace times
+    /// count from the recorder's creation, after settings and SVID are read):
+    /// exec to the trace (process start, libraries, settings, identity load),
+    /// to the first round (the machine's steps 1–4), to the first shard (client
+    /// TLS set-up and the first handshake with its request), to the threshold,
+    /// the key check (rebuild, store open and the check), the load, and on to
+    /// operational (wipes, handing distribution over, the line itself).
+    public static let stageNames = ["exec_to_trace", "trace_to_round", "first_shard", "threshold", "key_check", "load", "operational"]
+
+    /// The stages of one run, or nil when its trace lacks a mark.
+    static func stages(wall: Double, trace: String) -> [Double]? {
+        var first: [String: Double] = [:]
+        for line in trace.split(separator: "\n") {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let event = object["event"] as? String, let t = object["t_ms"] as? Double else { continue }
+            if first[event] == nil { first[event] = t }
+        }
+        guard let round = first["round_started"], let shard = first["shard_received"], let threshold = first["threshold_met"],
+              let checked = first["key_verified"], let loaded = first["state_initialized"], let operational = first["operational"] else { return nil }
+        return [wall - operational, round, shard - round, threshold - shard, checked - threshold, loaded - checked, operational - loaded]
     }
 
     /// `executable` is this program (`spike-recovery`); `runs` nexus processes, one after another.
@@ -28,10 +52,13 @@ public enum ExecBench {
         environment["SPIKE_NEXUS_KEEPER_IDS"] = deployment.keeperIDs.map(\.description).joined(separator: ",")
         environment["SPIKE_NEXUS_DATA_DIR"] = demo.dir.appendingPathComponent("nexus").path
         var exec: [Double] = [], elapsed: [Double] = []
+        var stages = stageNames.map { ($0, [Double]()) }
+        let tracePath = demo.dir.appendingPathComponent("nexus.trace").path
         for _ in 0..<runs {
             guard let port = Loopback.freePort() else { throw DemoError("bench: no free loopback port") }
             environment["SPIKE_NEXUS_TLS_PORT"] = "127.0.0.1:\(port)"
-            let (wall, line) = try timeOneNexus(executable: executable, environment: environment)
+            try? FileManager.default.removeItem(atPath: tracePath)
+            let (wall, line) = try timeOneNexus(executable: executable, environment: environment, trace: tracePath)
             guard let data = line.data(using: .utf8),
                   let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
                   object["operational"] as? Bool == true, let ms = object["elapsed_ms"] as? Double else {
@@ -39,17 +66,20 @@ public enum ExecBench {
             }
             exec.append(wall)
             elapsed.append(ms)
+            let trace = (try? String(contentsOfFile: tracePath, encoding: .utf8)) ?? ""
+            guard let times = Self.stages(wall: wall, trace: trace) else { throw DemoError("bench: the nexus trace lacks a stage: \(trace)") }
+            for i in stages.indices { stages[i].1.append(times[i]) }
         }
-        return Result(execToOperational: exec, elapsed: elapsed)
+        return Result(execToOperational: exec, elapsed: elapsed, stages: stages)
     }
 
     /// Starts one nexus, blocks until its first stdout line, then waits for its exit.
     /// Blocking is deliberate: the bench does nothing else meanwhile, and a
     /// thread hop would add to what is measured.
-    static func timeOneNexus(executable: String, environment: [String: String]) throws -> (Double, String) {
+    static func timeOneNexus(executable: String, environment: [String: String], trace: String) throws -> (Double, String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = ["nexus", "--once", "--json", "--deadline", "30"]
+        process.arguments = ["nexus", "--once", "--json", "--deadline", "30", "--trace", trace]
         process.environment = environment
         let pipe = Pipe()
         process.standardOutput = pipe

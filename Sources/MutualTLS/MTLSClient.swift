@@ -1,6 +1,7 @@
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOEmbedded
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
@@ -60,6 +61,51 @@ public final class MTLSClient: Sendable {
         self.contexts = TLSContextCache(source: source, side: .client, now: now)
         self.policy = serverPolicy
         self.maximumResponseBytes = maximumResponseBytes
+    }
+
+    /// Builds this client's TLS context and verifies our own SVID against its
+    /// bundle, ahead of the first request. The Swift runtime sets up each
+    /// generic type of the TLS and X.509 paths on first use, by a linear scan
+    /// of the binary's conformance records; run as the process starts, on the
+    /// other core, that work is off the first handshake's path. Nothing is
+    /// concluded from it: a failure here is met again, and reported, by the
+    /// request that needs the context or the check. It runs on the
+    /// verification queue, not the cooperative pool, so that the recovery's
+    /// own tasks do not wait for it.
+    public func startWarmUp() {
+        Task(executorPreference: DispatchTaskExecutor.verification) { await self.warmUp() }
+    }
+
+    /// The part of `startWarmUp` that needs no SVID: the threads of NIO's
+    /// process-wide event loop group (the one keeper and nexus use) and the
+    /// request pipeline's HTTP handlers. For the very start of a process, while
+    /// the other core reads the settings and the SVID.
+    public static func startEarlyWarmUp() {
+        Task(executorPreference: DispatchTaskExecutor.verification) {
+            _ = MultiThreadedEventLoopGroup.singleton
+            addRequestHandlers(tls: nil)
+        }
+    }
+
+    /// The handlers of a request's pipeline, on a channel that never connects.
+    static func addRequestHandlers(tls: NIOSSLClientHandler?) {
+        let channel = EmbeddedChannel()
+        let sync = channel.pipeline.syncOperations
+        if let tls { try? sync.addHandler(tls) }
+        try? sync.addHTTPClientHandlers()
+        let unused = channel.eventLoop.makePromise(of: (Int, SecretBytes).self)
+        try? sync.addHandler(ResponseCollector(promise: unused, limit: 1,
+                                               request: RequestBytes(head: HTTPRequestHead(version: .http1_1, method: .POST, uri: "/"), body: SecretBytes(zeroedCount: 1))))
+        unused.fail(CancellationError())
+        _ = try? channel.finish()
+    }
+
+    func warmUp() async {
+        if let context = try? contexts.context() {
+            Self.addRequestHandlers(tls: try? NIOSSLClientHandler(context: context, serverHostname: nil))
+        }
+        let own = source.current
+        _ = try? await SVIDVerifier.verify(chain: own.chainDER, bundles: own.bundles)
     }
 
     /// POSTs `body` (JSON) to `url` and returns the status and body. With

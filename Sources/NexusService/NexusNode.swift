@@ -1,5 +1,6 @@
 import Logging
 import MutualTLS
+import NIOConcurrencyHelpers
 import NIOPosix
 import Recovery
 import SecureMemory
@@ -65,6 +66,7 @@ public final class RecoveryService: Service, Sendable {
     let restoreFiles: [Shard]
     let logger: Logger
     let onOutcome: @Sendable (RecoveryOutcome) -> Void
+    private let started = NIOLockedValueBox<Task<RecoveryOutcome, Never>?>(nil)
 
     public init(recovery: NexusRecovery, mode: Mode, restoreFiles: [Shard], logger: Logger,
                 onOutcome: @escaping @Sendable (RecoveryOutcome) -> Void) {
@@ -75,11 +77,31 @@ public final class RecoveryService: Service, Sendable {
         self.onOutcome = onOutcome
     }
 
-    public func run() async {
-        let recovery = self.recovery
+    /// Starts steps 1–12 now, before the service group runs, so that the keeper
+    /// requests overlap the rest of start-up (the operator server's TLS set-up
+    /// and listen, the group's own start). Idempotent; `run` waits for this run.
+    public func begin() {
+        let recovery = self.recovery, restoreFiles = self.restoreFiles
         let armed: ShardDistributor? = if case .serve(let d) = mode { d } else { nil }
+        started.withLockedValue { task in
+            if task == nil { task = Task { await recovery.run(distributor: armed, restoreFiles: restoreFiles) } }
+        }
+    }
+
+    /// For a process that cannot go on (e.g. its port is taken) after `begin`:
+    /// stops a run not yet at step 12 and waits until the machine has ended
+    /// and wiped its buffers. Nothing is distributed: that is `run`'s.
+    public func abandon() async {
+        recovery.stop()
+        _ = await started.withLockedValue { $0 }?.value
+    }
+
+    public func run() async {
+        begin()
+        let recovery = self.recovery
+        let run = started.withLockedValue { $0 }!
         let outcome = await withGracefulShutdownHandler {
-            await recovery.run(distributor: armed, restoreFiles: restoreFiles)
+            await withTaskCancellationHandler { await run.value } onCancel: { recovery.stop() }
         } onGracefulShutdown: {
             recovery.stop()
         }

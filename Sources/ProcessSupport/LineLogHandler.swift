@@ -80,11 +80,12 @@ final class LogSink: @unchecked Sendable {
                 var t = now.tv_sec
                 var parts = tm()
                 gmtime_r(&t, &parts)
-                s.cachedPrefix = String(format: "%04d-%02d-%02dT%02d:%02d:%02d", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday,
-                                        parts.tm_hour, parts.tm_min, parts.tm_sec)
+                s.cachedPrefix = zeroPadded(Int(parts.tm_year) + 1900, 4) + "-" + zeroPadded(Int(parts.tm_mon) + 1, 2) + "-"
+                    + zeroPadded(Int(parts.tm_mday), 2) + "T" + zeroPadded(Int(parts.tm_hour), 2) + ":"
+                    + zeroPadded(Int(parts.tm_min), 2) + ":" + zeroPadded(Int(parts.tm_sec), 2)
                 s.cachedSecond = Int(now.tv_sec)
             }
-            return s.cachedPrefix + String(format: ".%03dZ", millis)
+            return s.cachedPrefix + "." + zeroPadded(millis, 3) + "Z"
         }
     }
 
@@ -111,4 +112,12 @@ final class LogSink: @unchecked Sendable {
             }
         }
     }
+}
+
+/// `value` (non-negative) in decimal, left-padded with zeros to `width` digits.
+/// Not `String(format:)`: its C varargs cost a runtime type lookup per argument
+/// type the first time, on every process's start-up path.
+public func zeroPadded(_ value: Int, _ width: Int) -> String {
+    let digits = String(value)
+    return digits.count >= width ? digits : String(repeating: "0", count: width - digits.count) + digits
 }

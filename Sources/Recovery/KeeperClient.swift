@@ -27,6 +27,9 @@ public struct MTLSKeeperClient: KeeperClient {
         self.pins = pins
     }
 
+    /// `MTLSClient.startWarmUp`: the TLS context and the SVID check's types, ready before the first request.
+    public func startWarmUp() { client.startWarmUp() }
+
     public func fetchShard(url: String, deadline: Duration) async -> KeeperAnswer {
         do {
             let response = try await client.post(url, json: Array("{}".utf8), deadline: deadline, expectedPeer: pins[url])

@@ -11,9 +11,16 @@ public struct TraceEntry: Sendable, Equatable {
     public let keeper: Int?
     public let detail: String?
 
+    /// A non-negative value with exactly three decimals (as `%.3f`, without C varargs).
+    static func threeDecimals(_ value: Double) -> String {
+        let thousandths = Int((max(value, 0) * 1000).rounded())
+        let fraction = thousandths % 1000
+        return "\(thousandths / 1000)." + (fraction < 10 ? "00" : fraction < 100 ? "0" : "") + "\(fraction)"
+    }
+
     /// `{"step":"4.4","event":"shard_received","t_ms":1.234,"keeper":2}`
     public var jsonLine: String {
-        var s = "{\"step\":\"\(step)\",\"event\":\"\(event)\",\"t_ms\":\(String(format: "%.3f", milliseconds))"
+        var s = "{\"step\":\"\(step)\",\"event\":\"\(event)\",\"t_ms\":\(Self.threeDecimals(milliseconds))"
         if let keeper { s += ",\"keeper\":\(keeper)" }
         if let detail { s += ",\"detail\":" + JSONText.quoted(detail) }
         return s + "}"

@@ -127,6 +127,27 @@ public struct P256Scalar: Sendable {
         return reduceOnce(t0, t1, t2, t3, t4)
     }
 
+    /// a·w/2^64 mod n for a plain 64-bit word w: one CIOS round. In Montgomery
+    /// form that is the value a·w·2^−64; callers take the 2^−64 factors off
+    /// together (`WordPowers`). a·w + m·n < 2^65·n, so one subtraction reduces.
+    @inlinable @inline(__always)
+    static func timesWordOverR(_ a: P256Scalar, _ w: UInt64) -> P256Scalar {
+        var c: UInt64
+        let t0: UInt64, t1: UInt64, t2: UInt64, t3: UInt64, t4: UInt64
+        (t0, c) = mulAdd(0, a.w0, w, 0)
+        (t1, c) = mulAdd(0, a.w1, w, c)
+        (t2, c) = mulAdd(0, a.w2, w, c)
+        (t3, t4) = mulAdd(0, a.w3, w, c)
+        let m = t0 &* nInv
+        let s0: UInt64, s1: UInt64, s2: UInt64, s3: UInt64, s4: UInt64
+        (_, c) = mulAdd(t0, m, n.0, 0)
+        (s0, c) = mulAdd(t1, m, n.1, c)
+        (s1, c) = mulAdd(t2, m, n.2, c)
+        (s2, c) = mulAdd(t3, m, n.3, c)
+        (s3, s4) = addCarry(t4, c, 0)
+        return reduceOnce(s0, s1, s2, s3, s4)
+    }
+
     // MARK: predicates and selection
 
     /// All ones when self == 0, else zero (a mask, not a Bool, so callers stay branch-free).
@@ -153,9 +174,13 @@ public struct P256Scalar: Sendable {
     // MARK: encoding
 
     /// The scalar of a share ID (public): the value `id`, in Montgomery form.
+    /// One word-by-scalar round instead of a full product: id·(R·2^64)/2^64 = id·R.
     public init(_ id: UInt64) {
-        self = P256Scalar.montgomeryProduct(P256Scalar(id, 0, 0, 0), P256Scalar.r2)
+        self = P256Scalar.timesWordOverR(P256Scalar.rTimesWord, id)
     }
+
+    /// R·2^64 mod n (= 2^320 mod n), fully reduced: the factor `init(_ id:)` scales by.
+    @usableFromInline static let rTimesWord = montgomeryProduct(r2, P256Scalar(0, 1, 0, 0))
 
     /// Decodes 32 big-endian bytes without branching on them. Returns the
     /// scalar and a mask that is all ones when the bytes were < n (canonical);
@@ -164,11 +189,7 @@ public struct P256Scalar: Sendable {
     public static func decode(bigEndian bytes: UnsafeRawBufferPointer) -> (value: P256Scalar, validMask: UInt64) {
         precondition(bytes.count == byteCount, "P256Scalar.decode needs exactly 32 bytes")
         @inline(__always)
-        func word(_ i: Int) -> UInt64 {
-            var w: UInt64 = 0
-            for k in 0..<8 { w = (w &<< 8) | UInt64(bytes[i * 8 + k]) }
-            return w
-        }
+        func word(_ i: Int) -> UInt64 { UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)) }
         let x = P256Scalar(word(3), word(2), word(1), word(0))
         let (_, b0) = subBorrow(x.w0, n.0, 0)
         let (_, b1) = subBorrow(x.w1, n.1, b0)
@@ -186,9 +207,7 @@ public struct P256Scalar: Sendable {
         // Multiplying by plain 1 leaves Montgomery form: (xR)(1)/R = x.
         let x = P256Scalar.montgomeryProduct(self, P256Scalar(1, 0, 0, 0))
         @inline(__always)
-        func put(_ word: UInt64, at offset: Int) {
-            for k in 0..<8 { out[offset + k] = UInt8(truncatingIfNeeded: word &>> UInt64(56 - 8 * k)) }
-        }
+        func put(_ word: UInt64, at offset: Int) { out.storeBytes(of: word.bigEndian, toByteOffset: offset, as: UInt64.self) }
         put(x.w3, at: 0)
         put(x.w2, at: 8)
         put(x.w1, at: 16)

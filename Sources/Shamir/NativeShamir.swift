@@ -24,9 +24,29 @@ public struct NativeShamir: ShamirScheme {
         defer { coefficients.wipeAll() }
         let shards = (1...UInt64(shares)).map { Shard(id: $0, value: Self.secret(Self.evaluate(coefficients, at: $0))) }
         // Go SPIKE's self-check: the first `threshold` shards must give the key back.
-        let back = try recover(threshold: threshold, shards: Array(shards.prefix(threshold)))
-        guard ConstantTime.declassified(back.equalityMask(rootKey)) != 0 else { throw .selfCheckFailed }
+        guard try Self.firstShardsGiveBack(coefficients[0], shards: shards, threshold: threshold) else { throw .selfCheckFailed }
         return ShamirSplit(coefficients: coefficients.dropFirst().map(Self.secret), shards: shards)
+    }
+
+    /// The self-check as `recover` would make it (each shard read back from its
+    /// bytes and checked, then combined), compared with the key as scalars:
+    /// the values stay in a wiped stack buffer instead of new secret buffers.
+    static func firstShardsGiveBack(_ key: P256Scalar, shards: [Shard], threshold: Int) throws(ShamirError) -> Bool {
+        let weights = LagrangeCache.shared.weights(ids: shards.prefix(threshold).map(\.id))
+        let sum: P256Scalar = try withUnsafeTemporaryAllocation(of: P256Scalar.self, capacity: threshold) { (values) throws(ShamirError) in
+            defer { wipe(UnsafeMutableRawBufferPointer(values)) }
+            for j in 0..<threshold {
+                let shard = shards[j]
+                let (y, valid) = shard.value.withUnsafeBytes { P256Scalar.decode(bigEndian: $0) }
+                guard ConstantTime.declassified(valid) != 0 else { throw .shardValueNotCanonical(id: shard.id) }
+                guard ConstantTime.declassified(y.isZeroMask) == 0 else { throw .shardValueZero(id: shard.id) }
+                values[j] = y
+            }
+            var sum = P256Scalar.zero
+            for j in 0..<threshold { sum = sum + weights[j] * values[j] }
+            return sum
+        }
+        return ConstantTime.declassified(P256Scalar.equalMask(sum, key)) != 0
     }
 
     public func shards(rootKey: SecretBytes, threshold: Int, ids: [UInt64]) throws(ShamirError) -> [Shard] {
@@ -46,12 +66,16 @@ public struct NativeShamir: ShamirScheme {
         var coefficients = [P256Scalar]()
         coefficients.reserveCapacity(threshold)
         coefficients.append(key)
-        let block = rootKey.copy()
-        while coefficients.count < threshold {
-            block.withUnsafeMutableBytes { raw in SHA256.hash(UnsafeRawBufferPointer(raw), into: raw) }
-            let (candidate, inRange) = block.withUnsafeBytes { P256Scalar.decode(bigEndian: $0) }
-            // Rejection sampling: whether this draw is used is revealed by the loop count anyway.
-            if ConstantTime.declassified(inRange) != 0 { coefficients.append(candidate) }
+        // The chain block on the stack, wiped before it goes.
+        withUnsafeTemporaryAllocation(byteCount: ShamirConstants.scalarByteCount, alignment: 8) { block in
+            defer { wipe(block) }
+            rootKey.withUnsafeBytes { block.copyMemory(from: $0) }
+            while coefficients.count < threshold {
+                SHA256.hash(UnsafeRawBufferPointer(block), into: block)
+                let (candidate, inRange) = P256Scalar.decode(bigEndian: UnsafeRawBufferPointer(block))
+                // Rejection sampling: whether this draw is used is revealed by the loop count anyway.
+                if ConstantTime.declassified(inRange) != 0 { coefficients.append(candidate) }
+            }
         }
         return coefficients
     }

@@ -81,7 +81,18 @@ enum SHA256 {
     }
 
     @inline(__always)
-    private static func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { (x >> n) | (x << (32 - n)) }
+    private static func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { (x &>> n) | (x &<< (32 &- n)) }
+
+    /// One round: with T1 = h + Σ1(e) + Ch(e, f, g) + K[t] + W[t], d gains T1 and h
+    /// becomes T1 + Σ0(a) + Maj(a, b, c) (the standard's shift of the other six is
+    /// the caller's renaming).
+    @inline(__always)
+    private static func round(_ a: UInt32, _ b: UInt32, _ c: UInt32, _ d: inout UInt32,
+                              _ e: UInt32, _ f: UInt32, _ g: UInt32, _ h: inout UInt32, _ kw: UInt32) {
+        let t1 = h &+ (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) &+ ((e & f) ^ (~e & g)) &+ kw
+        d &+= t1
+        h = t1 &+ (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) &+ ((a & b) ^ (a & c) ^ (b & c))
+    }
 
     /// One application of the compression function to a 64-byte block.
     private static func compress(_ state: UnsafeMutableBufferPointer<UInt32>, _ w: UnsafeMutableBufferPointer<UInt32>,
@@ -90,21 +101,25 @@ enum SHA256 {
             w[t] = UInt32(block[4 * t]) << 24 | UInt32(block[4 * t + 1]) << 16 | UInt32(block[4 * t + 2]) << 8 | UInt32(block[4 * t + 3])
         }
         for t in 16..<scheduleWordCount {
-            let s0 = rotr(w[t - 15], 7) ^ rotr(w[t - 15], 18) ^ (w[t - 15] >> 3)
-            let s1 = rotr(w[t - 2], 17) ^ rotr(w[t - 2], 19) ^ (w[t - 2] >> 10)
+            let s0 = rotr(w[t - 15], 7) ^ rotr(w[t - 15], 18) ^ (w[t - 15] &>> 3)
+            let s1 = rotr(w[t - 2], 17) ^ rotr(w[t - 2], 19) ^ (w[t - 2] &>> 10)
             w[t] = w[t - 16] &+ s0 &+ w[t - 7] &+ s1
         }
         var a = state[0], b = state[1], c = state[2], d = state[3]
         var e = state[4], f = state[5], g = state[6], h = state[7]
-        for t in 0..<scheduleWordCount {
-            let sum1 = rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)
-            let choose = (e & f) ^ (~e & g)
-            let t1 = h &+ sum1 &+ choose &+ roundConstants[t] &+ w[t]
-            let sum0 = rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)
-            let majority = (a & b) ^ (a & c) ^ (b & c)
-            let t2 = sum0 &+ majority
-            h = g; g = f; f = e; e = d &+ t1
-            d = c; c = b; b = a; a = t1 &+ t2
+        // Eight rounds per pass with the working variables' roles rotated in the
+        // arguments, instead of shifting eight values along after every round.
+        roundConstants.withUnsafeBufferPointer { k in
+            for t in stride(from: 0, to: scheduleWordCount, by: 8) {
+                round(a, b, c, &d, e, f, g, &h, k[t] &+ w[t])
+                round(h, a, b, &c, d, e, f, &g, k[t + 1] &+ w[t + 1])
+                round(g, h, a, &b, c, d, e, &f, k[t + 2] &+ w[t + 2])
+                round(f, g, h, &a, b, c, d, &e, k[t + 3] &+ w[t + 3])
+                round(e, f, g, &h, a, b, c, &d, k[t + 4] &+ w[t + 4])
+                round(d, e, f, &g, h, a, b, &c, k[t + 5] &+ w[t + 5])
+                round(c, d, e, &f, g, h, a, &b, k[t + 6] &+ w[t + 6])
+                round(b, c, d, &e, f, g, h, &a, k[t + 7] &+ w[t + 7])
+            }
         }
         state[0] &+= a; state[1] &+= b; state[2] &+= c; state[3] &+= d
         state[4] &+= e; state[5] &+= f; state[6] &+= g; state[7] &+= h

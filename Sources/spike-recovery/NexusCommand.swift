@@ -2,6 +2,7 @@ import ArgumentParser
 import BreakGlass
 import Foundation
 import Logging
+import MutualTLS
 import NexusService
 import ProcessSupport
 import Recovery
@@ -51,6 +52,7 @@ struct NexusCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        MTLSClient.startEarlyWarmUp()
         let logger: Logger
         do {
             logger = try Settings.startProcess(label: "spike-nexus")
@@ -68,6 +70,11 @@ struct NexusCommand: AsyncParsableCommand {
         } catch let error as OperatorError {
             throw fail(error)
         }
+        let node = NexusNode(config: settings.config, trustRoots: settings.roots, source: settings.source, logger: logger)
+        defer { node.holder.wipe() }
+        // The keeper client's TLS context and SVID-check types are set up on the other
+        // core while the rest of start-up runs (MTLSClient.startWarmUp says why).
+        node.client.startWarmUp()
         // Restore files are read before anything listens: a bad file is a clear error, nothing else happens.
         let files: [Shard]
         do {
@@ -82,22 +89,26 @@ struct NexusCommand: AsyncParsableCommand {
         } catch {
             throw fail(OperatorError("--trace: cannot write \(trace ?? ""): \(error.localizedDescription)", exitCode: 64))
         }
-        let node = NexusNode(config: settings.config, trustRoots: settings.roots, source: settings.source, logger: logger)
-        defer { node.holder.wipe() }
         let recovery = node.makeRecovery(trace: recorder)
         metrics?.setReadiness { recovery.isOperational }
-        let server = node.makeOperatorServer(recovery: recovery)
-        do {
-            try await server.start(host: settings.listen.host, port: settings.listen.port, maximumConnections: settings.maximumConnections)
-        } catch {
-            throw fail(OperatorError("SPIKE_NEXUS_TLS_PORT: cannot listen on \(settings.listen): \(error)"))
-        }
         let outcome = OutcomeBox()
         let json = self.json
         let service = RecoveryService(recovery: recovery, mode: once ? .once(node.distributor) : .serve(node.distributor),
                                       restoreFiles: files, logger: logger) { result in
             outcome.set(result)
             Self.report(result, json: json, logger: logger)
+        }
+        // The keeper requests go out first; the operator server's TLS set-up and
+        // listen, and the group's start, happen while the handshakes run. Nothing
+        // is distributed before the group runs, so a port that cannot be had
+        // stops the machine with no keeper written to.
+        service.begin()
+        let server = node.makeOperatorServer(recovery: recovery)
+        do {
+            try await server.start(host: settings.listen.host, port: settings.listen.port, maximumConnections: settings.maximumConnections)
+        } catch {
+            await service.abandon()
+            throw fail(OperatorError("SPIKE_NEXUS_TLS_PORT: cannot listen on \(settings.listen): \(error)"))
         }
         // Stopped in reverse: the operator server first (no new requests, in-flight ones
         // answered), then the recovery, then distribution, then the SVID source.

@@ -61,6 +61,25 @@ final class StoreLock: @unchecked Sendable {
         return await w.curl(i, "/v1/store/shard", "{}") == "{\"shard\":[\(array)],\"Err\":\"\"}"
     }
 
+    /// The keeper requests start before the operator port is bound. When the
+    /// port cannot be had, the run is abandoned: exit 1 naming the port, no
+    /// summary on stdout, and no keeper written to, not even the empty one
+    /// that the first distribution round would have filled.
+    @Test func aTakenPortEndsTheRunAndWritesNoKeeper() async throws {
+        let w = try await FaultWorld()
+        defer { w.abandon() }  // only if it throws before `finish()`
+        try await w.restartKeeper(2)  // empty: distribution would write it
+        let taken = "127.0.0.1:\(w.keeperPorts[0])"
+        let n = try w.nexus("taken", ["--once", "--deadline", "10"], env: ["SPIKE_NEXUS_TLS_PORT": taken])
+        #expect(try await n.exit() == 1)
+        #expect(n.stderr.contains("SPIKE_NEXUS_TLS_PORT: cannot listen on \(taken)"), "\(n.stderr)")
+        #expect(n.stdout.isEmpty, "a summary was printed: \(n.stdout)")
+        #expect(await w.holdsItsShard(0))
+        #expect(await w.holdsItsShard(1))
+        #expect(await w.curl(2, "/v1/store/shard", "{}").contains("\"shard\":null"))
+        await w.finish()
+    }
+
     @Test func aMistypedDataDirectoryIsABadSettingAndTouchesNoKeeper() async throws {
         let w = try await FaultWorld()
         defer { w.abandon() }  // only if it throws before `finish()`

@@ -63,5 +63,12 @@ import TestSupport
         for (wall, elapsed) in zip(result.execToOperational, result.elapsed) {
             #expect(wall > 0 && elapsed >= 0 && elapsed <= wall, "exec \(wall) ms, elapsed \(elapsed) ms")
         }
+        // Every stage of every run, in order; together they are the run's wall time.
+        #expect(result.stages.map(\.0) == ExecBench.stageNames)
+        for run in 0..<2 {
+            let parts = result.stages.map { $0.1[run] }
+            #expect(parts.allSatisfy { $0 >= 0 }, "\(parts)")
+            #expect(abs(parts.reduce(0, +) - result.execToOperational[run]) < 0.01, "\(parts) vs \(result.execToOperational[run])")
+        }
     }
 }

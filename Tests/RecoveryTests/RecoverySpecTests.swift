@@ -128,5 +128,9 @@ struct SpecTable {
         #expect(entry.jsonLine == #"{"step":"4.4","event":"shard_rejected","t_ms":1.500,"keeper":3,"detail":"bad \"shard\" <x>\n"}"#)
         let parsed = try JSONSerialization.jsonObject(with: Data(entry.jsonLine.utf8)) as? [String: Any]
         #expect(parsed?["detail"] as? String == "bad \"shard\" <x>\n")
+        // Always three decimals, rounded, as %.3f would print them.
+        for (ms, text) in [(0.0, "0.000"), (0.0004, "0.000"), (0.0006, "0.001"), (0.05, "0.050"), (12.3456, "12.346"), (1999.9996, "2000.000")] {
+            #expect(TraceEntry(step: "1", event: "e", milliseconds: ms, keeper: nil, detail: nil).jsonLine == "{\"step\":\"1\",\"event\":\"e\",\"t_ms\":\(text)}")
+        }
     }
 }
