@@ -117,7 +117,7 @@ final class LogSink: @unchecked Sendable {
 /// `value` (non-negative) in decimal, left-padded with zeros to `width` digits.
 /// Not `String(format:)`: its C varargs cost a runtime type lookup per argument
 /// type the first time, on every process's start-up path.
-public func zeroPadded(_ value: Int, _ width: Int) -> String {
+func zeroPadded(_ value: Int, _ width: Int) -> String {
     let digits = String(value)
     return digits.count >= width ? digits : String(repeating: "0", count: width - digits.count) + digits
 }

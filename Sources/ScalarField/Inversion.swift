@@ -103,8 +103,8 @@ extension P256Scalar {
         // Denominators Π_{m≠j} (x_m − x_j): O(k²) differences, taken as integers
         // (ids are below 2^64) and multiplied together in a machine word until
         // the next one would overflow it; only then does a field step follow.
-        // Ids 1…2000 put five or six differences in a word, so the field does a
-        // fifth of the work. Then one batched inversion.
+        // Ids up to 2000 put five or six differences in a word, so the field does
+        // a fifth to a sixth of the work. Then one batched inversion.
         var denominators = [P256Scalar](repeating: .one, count: k)
         var wordPowers = WordPowers()
         for j in 0..<k {
@@ -140,12 +140,10 @@ extension P256Scalar {
 /// that `timesWordOverR` takes off f times. Public values; grown on demand.
 struct WordPowers {
     private var powers: [P256Scalar] = [.one]
-    /// 2^64 in Montgomery form (2^64 < n, so the limbs (0, 1, 0, 0) are canonical).
-    private static let word = P256Scalar.montgomeryProduct(P256Scalar(0, 1, 0, 0), P256Scalar.r2)
 
     subscript(f: Int) -> P256Scalar {
         mutating get {
-            while powers.count <= f { powers.append(powers[powers.count - 1] * Self.word) }
+            while powers.count <= f { powers.append(powers[powers.count - 1] * P256Scalar.rTimesWord) }
             return powers[f]
         }
     }

@@ -179,7 +179,8 @@ public struct P256Scalar: Sendable {
         self = P256Scalar.timesWordOverR(P256Scalar.rTimesWord, id)
     }
 
-    /// R·2^64 mod n (= 2^320 mod n), fully reduced: the factor `init(_ id:)` scales by.
+    /// 2^64 in Montgomery form, R·2^64 mod n (2^64 < n, so the limbs (0, 1, 0, 0)
+    /// are canonical): the factor `init(_ id:)` scales by, and the step of `WordPowers`.
     @usableFromInline static let rTimesWord = montgomeryProduct(r2, P256Scalar(0, 1, 0, 0))
 
     /// Decodes 32 big-endian bytes without branching on them. Returns the

@@ -35,16 +35,8 @@ public struct NativeShamir: ShamirScheme {
         let weights = LagrangeCache.shared.weights(ids: shards.prefix(threshold).map(\.id))
         let sum: P256Scalar = try withUnsafeTemporaryAllocation(of: P256Scalar.self, capacity: threshold) { (values) throws(ShamirError) in
             defer { wipe(UnsafeMutableRawBufferPointer(values)) }
-            for j in 0..<threshold {
-                let shard = shards[j]
-                let (y, valid) = shard.value.withUnsafeBytes { P256Scalar.decode(bigEndian: $0) }
-                guard ConstantTime.declassified(valid) != 0 else { throw .shardValueNotCanonical(id: shard.id) }
-                guard ConstantTime.declassified(y.isZeroMask) == 0 else { throw .shardValueZero(id: shard.id) }
-                values[j] = y
-            }
-            var sum = P256Scalar.zero
-            for j in 0..<threshold { sum = sum + weights[j] * values[j] }
-            return sum
+            for j in 0..<threshold { values[j] = try Self.value(of: shards[j]) }
+            return Self.combine(weights: weights, values: UnsafeBufferPointer(values))
         }
         return ConstantTime.declassified(P256Scalar.equalMask(sum, key)) != 0
     }
@@ -124,23 +116,33 @@ public struct NativeShamir: ShamirScheme {
         var values = [P256Scalar]()
         values.reserveCapacity(shards.count)
         defer { values.wipeAll() }
-        for shard in shards {
-            guard shard.value.count == ShamirConstants.scalarByteCount else {
-                throw .shardValueWrongLength(id: shard.id, count: shard.value.count)
-            }
-            let (y, valid) = shard.value.withUnsafeBytes { P256Scalar.decode(bigEndian: $0) }
-            guard ConstantTime.declassified(valid) != 0 else { throw .shardValueNotCanonical(id: shard.id) }
-            guard ConstantTime.declassified(y.isZeroMask) == 0 else { throw .shardValueZero(id: shard.id) }
-            values.append(y)
-        }
+        for shard in shards { values.append(try Self.value(of: shard)) }
         let weights = LagrangeCache.shared.weights(ids: shards.prefix(threshold).map(\.id))
         return Self.secret(Self.combine(weights: weights, values: values))
+    }
+
+    /// A shard's value as a scalar: exactly 32 bytes, canonical (below n) and
+    /// not zero; which of these fails is public (the shard is refused).
+    static func value(of shard: Shard) throws(ShamirError) -> P256Scalar {
+        guard shard.value.count == ShamirConstants.scalarByteCount else {
+            throw .shardValueWrongLength(id: shard.id, count: shard.value.count)
+        }
+        let (y, valid) = shard.value.withUnsafeBytes { P256Scalar.decode(bigEndian: $0) }
+        guard ConstantTime.declassified(valid) != 0 else { throw .shardValueNotCanonical(id: shard.id) }
+        guard ConstantTime.declassified(y.isZeroMask) == 0 else { throw .shardValueZero(id: shard.id) }
+        return y
     }
 
     /// Σ λ_j·y_j over the first `weights.count` values: the only part of
     /// recovery that touches secrets, and constant-time in them.
     @inline(never)
     public static func combine(weights: [P256Scalar], values: [P256Scalar]) -> P256Scalar {
+        values.withUnsafeBufferPointer { combine(weights: weights, values: $0) }
+    }
+
+    /// `combine` over values held outside an array (split's self-check keeps them on the stack).
+    @inline(never)
+    static func combine(weights: [P256Scalar], values: UnsafeBufferPointer<P256Scalar>) -> P256Scalar {
         var sum = P256Scalar.zero
         for j in 0..<weights.count { sum = sum + weights[j] * values[j] }
         return sum

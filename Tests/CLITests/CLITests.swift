@@ -3,8 +3,8 @@ import SpiffeIdentity
 import Testing
 import TestSupport
 
-/// The built `spike-recovery` binary (swift build / swift test build it).
-let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+/// The repository, and the `spike-recovery` binary the tests start (`BuiltCLI`).
+let repository = BuiltCLI.repository
 let binary = BuiltCLI.path
 
 /// Runs the CLI with arguments and environment to completion, off the
