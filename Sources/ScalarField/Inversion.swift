@@ -1,25 +1,23 @@
 extension P256Scalar {
-    /// a⁻¹ mod n for a PUBLIC, non-zero value — variable-time.
+    /// a⁻¹ mod n for a PUBLIC value — variable-time (safegcd, `SafeGCD`).
+    /// Returns zero for zero.
     ///
-    /// Only Lagrange denominators (built from share IDs) are ever inverted in
-    /// this project, and those are public, so speed wins over constant time:
-    /// a value within 2^64 of 0 or of n (every denominator product of small
-    /// share IDs) takes a 64-bit extended Euclid; anything else takes Fermat's
-    /// a^(n−2). Returns zero for zero.
+    /// Only public values are inverted with it in this project: Lagrange
+    /// denominators, built from share IDs. `fermatInverse` is the
+    /// constant-time one, for anything secret.
     public func inverseOfPublic() -> P256Scalar {
-        let (v0, v1, v2, v3) = canonicalLimbs
-        if v1 == 0 && v2 == 0 && v3 == 0 {
-            return v0 == 0 ? .zero : P256Scalar.inverseOfSmall(v0)
-        }
-        // n − v small: v ≡ −(n − v), so v⁻¹ = −(n − v)⁻¹.
-        let negated = (-self).canonicalLimbs
-        if negated.1 == 0 && negated.2 == 0 && negated.3 == 0 {
-            return -P256Scalar.inverseOfSmall(negated.0)
-        }
-        return fermatInverse()
+        if w0 | w1 | w2 | w3 == 0 { return .zero }
+        // The limbs hold aR; safegcd gives (aR)⁻¹ as a plain integer, and one
+        // Montgomery product with R³ turns it into a⁻¹R: (aR)⁻¹·R³/R.
+        let y = SafeGCD.inverse(w0, w1, w2, w3)
+        return P256Scalar.montgomeryProduct(P256Scalar(y.0, y.1, y.2, y.3), P256Scalar.r3)
     }
 
-    /// a^(n−2) with fixed 4-bit windows over the public exponent.
+    /// R³ mod n in the limbs (R²·R²/R), for `inverseOfPublic`.
+    static let r3 = montgomeryProduct(r2, r2)
+
+    /// a^(n−2), constant-time in a: fixed 4-bit windows over the public
+    /// exponent, every table entry computed whatever a is. Returns zero for zero.
     public func fermatInverse() -> P256Scalar {
         // n − 2, most significant word first.
         let exponent: [UInt64] = [0xffff_ffff_0000_0000, 0xffff_ffff_ffff_ffff, 0xbce6_faad_a717_9e84, 0xf3b9_cac2_fc63_254f]
@@ -33,38 +31,6 @@ extension P256Scalar {
             }
         }
         return acc
-    }
-
-    /// d⁻¹ mod n for 0 < d < 2^64: with n = q·d + r, Euclid on (d, r) gives
-    /// u·d + v·r = 1, hence d·(u − v·q) ≡ 1 (mod n).
-    static func inverseOfSmall(_ d: UInt64) -> P256Scalar {
-        if d == 1 { return .one }
-        // Long division of n by d, top limb first.
-        var remainder: UInt64 = 0
-        var q = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
-        (q.3, remainder) = d.dividingFullWidth((remainder, n.3))
-        (q.2, remainder) = d.dividingFullWidth((remainder, n.2))
-        (q.1, remainder) = d.dividingFullWidth((remainder, n.1))
-        (q.0, remainder) = d.dividingFullWidth((remainder, n.0))
-        // Extended Euclid on (d, r): invariant oldR = oldU·d + oldV·r.
-        var (oldR, r) = (d, remainder)
-        var (oldU, u): (Int128, Int128) = (1, 0)
-        var (oldV, v): (Int128, Int128) = (0, 1)
-        while r != 0 {
-            let quotient = oldR / r
-            (oldR, r) = (r, oldR - quotient * r)
-            (oldU, u) = (u, oldU - Int128(quotient) * u)
-            (oldV, v) = (v, oldV - Int128(quotient) * v)
-        }
-        precondition(oldR == 1, "a value below 2^64 shares a factor with the prime n")
-        let quotientScalar = P256Scalar.montgomeryProduct(P256Scalar(q.0, q.1, q.2, q.3), r2)
-        return P256Scalar(signed: oldU) - P256Scalar(signed: oldV) * quotientScalar
-    }
-
-    /// A small signed integer (|x| < 2^64) as a scalar.
-    init(signed x: Int128) {
-        let magnitude = P256Scalar(UInt64(x.magnitude))
-        self = x < 0 ? -magnitude : magnitude
     }
 
     /// Inverts every element of `values` (all PUBLIC and non-zero) with one

@@ -188,7 +188,14 @@ public struct P256Scalar: Sendable {
     /// for a non-canonical input the scalar is zero.
     /// Precondition: `bytes.count == 32` (the length is public; check it first).
     public static func decode(bigEndian bytes: UnsafeRawBufferPointer) -> (value: P256Scalar, validMask: UInt64) {
-        precondition(bytes.count == byteCount, "P256Scalar.decode needs exactly 32 bytes")
+        let (plain, valid) = decodeLimbs(bigEndian: bytes)
+        return (montgomeryProduct(plain, r2), valid)
+    }
+
+    /// The 32 big-endian bytes as limbs, unconverted (zero when not below n),
+    /// and the mask of being below n: shared by both forms' decoders.
+    static func decodeLimbs(bigEndian bytes: UnsafeRawBufferPointer) -> (P256Scalar, UInt64) {
+        precondition(bytes.count == byteCount, "a scalar decodes from exactly 32 bytes")
         @inline(__always)
         func word(_ i: Int) -> UInt64 { UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)) }
         let x = P256Scalar(word(3), word(2), word(1), word(0))
@@ -197,22 +204,25 @@ public struct P256Scalar: Sendable {
         let (_, b2) = subBorrow(x.w2, n.2, b1)
         let (_, b3) = subBorrow(x.w3, n.3, b2)
         let valid = mask(b3)  // borrow out of x − n means x < n
-        let plain = select(valid, x, zero)
-        return (montgomeryProduct(plain, r2), valid)
+        return (select(valid, x, zero), valid)
     }
 
     /// Writes the canonical 32 big-endian bytes of the value.
     /// Precondition: `out.count == 32`.
     public func encode(bigEndian out: UnsafeMutableRawBufferPointer) {
-        precondition(out.count == P256Scalar.byteCount, "P256Scalar.encode needs exactly 32 bytes")
         // Multiplying by plain 1 leaves Montgomery form: (xR)(1)/R = x.
-        let x = P256Scalar.montgomeryProduct(self, P256Scalar(1, 0, 0, 0))
+        P256Scalar.montgomeryProduct(self, P256Scalar(1, 0, 0, 0)).storeLimbs(bigEndian: out)
+    }
+
+    /// The limbs as they are, big-endian (no conversion): shared by both forms' encoders.
+    func storeLimbs(bigEndian out: UnsafeMutableRawBufferPointer) {
+        precondition(out.count == P256Scalar.byteCount, "a scalar encodes to exactly 32 bytes")
         @inline(__always)
         func put(_ word: UInt64, at offset: Int) { out.storeBytes(of: word.bigEndian, toByteOffset: offset, as: UInt64.self) }
-        put(x.w3, at: 0)
-        put(x.w2, at: 8)
-        put(x.w1, at: 16)
-        put(x.w0, at: 24)
+        put(w3, at: 0)
+        put(w2, at: 8)
+        put(w1, at: 16)
+        put(w0, at: 24)
     }
 
     /// The plain (non-Montgomery) value as little-endian limbs; for public values and tests.

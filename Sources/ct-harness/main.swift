@@ -28,6 +28,14 @@ func secretBytes(_ seed: UInt8) -> SecretBytes {
 /// Decodes a classified (undefined) buffer: the decode itself is under test.
 func scalar(_ s: SecretBytes) -> P256Scalar { s.withUnsafeBytes { P256Scalar.decode(bigEndian: $0).value } }
 
+func plain(_ s: SecretBytes) -> PlainScalar { s.withUnsafeBytes { PlainScalar.decode(bigEndian: $0).value } }
+
+func publish(_ s: PlainScalar) -> SecretBytes {
+    let out = SecretBytes(zeroedCount: 32)
+    out.withUnsafeMutableBytes { s.encode(bigEndian: $0) }
+    return out
+}
+
 func publish(_ s: P256Scalar) -> SecretBytes {
     let out = SecretBytes(zeroedCount: 32)
     out.withUnsafeMutableBytes { s.encode(bigEndian: $0) }
@@ -106,7 +114,7 @@ let split = try NativeShamir().split(rootKey: key, threshold: 3, shares: 5)
 let used = Array(split.shards.prefix(3))
 for shard in used { ConstantTime.classify(shard.value) }
 let weights = P256Scalar.lagrangeWeightsAtZero(ids: used.map(\.id))  // public ids
-var values = used.map { scalar($0.value) }
+var values = used.map { plain($0.value) }
 let recovered = publish(NativeShamir.combine(weights: weights, values: values))
 values.wipeAll()
 
