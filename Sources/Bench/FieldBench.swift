@@ -57,7 +57,7 @@ public enum FieldBench {
         })
 
         // Inversion: per element of a batch of 64 (Lagrange weights use the batch), one
-        // general (Fermat) inversion, and GMP's mpz_invert.
+        // general (safegcd, variable-time) inversion, and GMP's mpz_invert.
         let batch = (0..<64).map { _ in decode(rng.scalarBytes()) }
         let invRounds = effort.invRounds
         record("inv_ns", median(batches) {

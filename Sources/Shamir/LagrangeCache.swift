@@ -1,5 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import ScalarField
-import Synchronization
 
 /// Lagrange weights at 0 by share-id set. Ids are public, and a Nexus
 /// rebuilds from the same few sets again and again (every recovery, every
@@ -9,23 +13,43 @@ import Synchronization
 /// Invariant: an entry's weights are `lagrangeWeightsAtZero(ids:)` of its
 /// key; at most `capacity` sets, of at most `largestCachedSet` ids each, are
 /// kept (a full cache starts over), so memory stays bounded whatever ids come.
-final class LagrangeCache: Sendable {
+final class LagrangeCache: @unchecked Sendable {
     static let shared = LagrangeCache()
     init() {}
     static let capacity = 32
     /// Larger sets cost O(k²) to weigh anyway; caching them would only hold memory.
     static let largestCachedSet = 64
 
-    private let entries = Mutex<[[UInt64]: [P256Scalar]]>([:])
+    /// Guarded by `lock`. A pthread mutex rather than Synchronization.Mutex:
+    /// ThreadSanitizer sees its hand-offs, while a contended Mutex is passed on
+    /// inside uninstrumented futex calls and reported as a race
+    /// (tools/tsan-suppressions.txt says more).
+    private var table: [[UInt64]: [P256Scalar]] = [:]
+    private let lock: UnsafeMutablePointer<pthread_mutex_t> = {
+        let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+        precondition(pthread_mutex_init(lock, nil) == 0, "pthread_mutex_init failed")
+        return lock
+    }()
+
+    deinit {
+        pthread_mutex_destroy(lock)
+        lock.deallocate()
+    }
+
+    private func withLock<R>(_ body: (inout [[UInt64]: [P256Scalar]]) -> R) -> R {
+        pthread_mutex_lock(lock)
+        defer { pthread_mutex_unlock(lock) }
+        return body(&table)
+    }
 
     /// Sets held now (tests).
-    var count: Int { entries.withLock { $0.count } }
+    var count: Int { withLock { $0.count } }
 
     func weights(ids: [UInt64]) -> [P256Scalar] {
         guard ids.count <= Self.largestCachedSet else { return P256Scalar.lagrangeWeightsAtZero(ids: ids) }
-        if let hit = entries.withLock({ $0[ids] }) { return hit }
+        if let hit = withLock({ $0[ids] }) { return hit }
         let computed = P256Scalar.lagrangeWeightsAtZero(ids: ids)
-        entries.withLock { table in
+        withLock { table in
             if table.count >= Self.capacity { table.removeAll(keepingCapacity: true) }
             table[ids] = computed
         }
