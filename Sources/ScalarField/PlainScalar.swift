@@ -52,9 +52,6 @@ public struct PlainScalar: Sendable {
     @inlinable @inline(__always)
     public static func equalMask(_ a: PlainScalar, _ b: PlainScalar) -> UInt64 { P256Scalar.equalMask(a.limbs, b.limbs) }
 
-    /// The same value in Montgomery form (one product with R²).
-    public var montgomery: P256Scalar { P256Scalar.montgomeryProduct(limbs, P256Scalar.r2) }
-
     /// Wipes the limbs (for locals that held a secret).
     public mutating func wipe() {
         withUnsafeMutableBytes(of: &self) { csm_wipe($0.baseAddress, $0.count) }
