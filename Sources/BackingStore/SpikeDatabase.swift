@@ -178,6 +178,27 @@ public enum SpikeDatabase {
         return opened.isEmpty ? .empty : .opens(rows: opened)
     }
 
+    /// Runs, once and on nothing secret, the paths a store check takes: the
+    /// SQLite library's set-up and its SQL parser (on an in-memory database),
+    /// and AES-GCM through swift-crypto with a throwaway random key. Their
+    /// first use costs runtime type lookups and lazy initialisation; a nexus
+    /// pays them on a spare core while its keeper handshakes run.
+    public static func warmUp() {
+        if let db = try? SQLiteConnection(path: ":memory:", mode: .readWriteCreate) {
+            _ = try? db.prepare("SELECT name FROM sqlite_master LIMIT 1").step()
+        }
+        let key = SymmetricKey(size: .bits256)
+        guard let sealed = try? AES.GCM.seal([UInt8](repeating: 0, count: tagByteCount), using: key) else { return }
+        let nonce = Array(sealed.nonce), ciphertext = Array(sealed.ciphertext), tag = Array(sealed.tag)
+        ciphertext.withUnsafeBytes { c in
+            tag.withUnsafeBytes { t in
+                if let box = try? AES.GCM.SealedBox(nonce: AES.GCM.Nonce(data: nonce), ciphertext: c, tag: t) {
+                    _ = try? AES.GCM.open(box, using: key)
+                }
+            }
+        }
+    }
+
     // MARK: helpers
 
     static func open(_ path: String, mode: SQLiteConnection.Mode = .readOnly) throws(BackingStoreError) -> SQLiteConnection {

@@ -473,7 +473,7 @@ public final class NexusRecovery: @unchecked Sendable {
         undecidable.remove(.keepers)
         shardsHeldAfterDrop = keeperShards.ids
         var detail = "round \(round): \(keeperShards.count) of \(config.threshold) shards held"
-        if !dropped.isEmpty { detail += "; keepers \(dropped) will be asked again (their shards were in subsets that failed)" }
+        if !dropped.isEmpty { detail += "; keepers \(idList(dropped)) will be asked again (their shards were in subsets that failed)" }
         try emit(.roundExhausted, detail: detail)
         let delay = backoffDelay(round: round)
         try RecoveryMachine.require(delay <= config.maximumBackoff && delay >= .zero, "5", "A5.2", "wait \(delay) above the cap")
@@ -565,11 +565,11 @@ public final class NexusRecovery: @unchecked Sendable {
             if state == .collecting, let s = nextSubset(.keepers) {
                 source = .keepers
                 subset = s
-                try emit(.thresholdMet, detail: "shards \(s)")
+                try emit(.thresholdMet, detail: "shards \(idList(s))")
             } else if let s = nextSubset(.restore) {
                 source = .restore
                 subset = s
-                try emit(.restoreThresholdMet, detail: "restore shards \(s)")
+                try emit(.restoreThresholdMet, detail: "restore shards \(idList(s))")
             } else {
                 break
             }
@@ -580,7 +580,7 @@ public final class NexusRecovery: @unchecked Sendable {
             // Keepers are asked only for missing shards, so exactly T before any failure; an operator may send more.
             try RecoveryMachine.require(source == .restore || spares || collection.count == t, "6", "A6.2", "\(collection.count) shards held before any failure")
             let candidate = try reconstruct(source, subset)
-            try emit(.keyReconstructed, detail: (source == .keepers ? "from shards " : "from restore shards ") + "\(subset)")
+            try emit(.keyReconstructed, detail: (source == .keepers ? "from shards " : "from restore shards ") + idList(subset))
             switch try await judge(source, subset: subset, candidate: candidate) {
             case .done(let o): return o
             case .waitingForStore: return nil
@@ -613,7 +613,7 @@ public final class NexusRecovery: @unchecked Sendable {
                 checked += 1
                 let next = try reconstruct(source, other)
                 let result = verify(next)
-                try emit(.subsetTried, detail: "shards \(other): \(result.word)")
+                try emit(.subsetTried, detail: "shards \(idList(other)): \(result.word)")
                 if case .opens = result {
                     key.wipe()
                     key = next
@@ -649,7 +649,7 @@ public final class NexusRecovery: @unchecked Sendable {
                 let remainingOff = try shardsOff(collection, key)
                 try RecoveryMachine.require(collection.count >= t && remainingOff.isEmpty, "7.3", "A7.3.2", "the remaining shards are not on one polynomial")
                 try RecoveryMachine.require(candidate === key || candidate.isAllZero, "7.3", "A7.3.3", "the replaced candidate was not wiped")
-                try emit(.badShardsExcluded, detail: "excluded \(source == .keepers ? "keepers" : "restore shards") \(off); key from shards \(used)")
+                try emit(.badShardsExcluded, detail: "excluded \(source == .keepers ? "keepers" : "restore shards") \(idList(off)); key from shards \(idList(used))")
             }
         }
 
@@ -705,9 +705,9 @@ public final class NexusRecovery: @unchecked Sendable {
                 undecidable.remove(.restore)
                 try RecoveryMachine.require(zero, "7.2", "A7.2.1", "a discarded restore shard is not zero")
                 lastRestoreFailure = "the restored key does not open the store (\(why)); the restore shards were discarded"
-                logger.error("operator restore refused: the key rebuilt from restore shards \(used) does not open the store (\(why)); shards discarded")
+                logger.error("operator restore refused: the key rebuilt from restore shards \(idList(used)) does not open the store (\(why)); shards discarded")
             } else {
-                logger.warning("the key rebuilt from shards \(used) does not open the store (\(why)); collecting more shards")
+                logger.warning("the key rebuilt from shards \(idList(used)) does not open the store (\(why)); collecting more shards")
             }
             return .keepCollecting
 
@@ -1033,3 +1033,8 @@ enum RecoveryMetrics {
         }
     }
 }
+
+/// Share ids as the trace and the log print them, "[2, 3]" (as an array's
+/// description reads, without its dynamic casts: on first use each costs a
+/// scan of the binary's conformance records, on the path of a recovery).
+func idList(_ ids: [Int]) -> String { "[" + ids.map(String.init).joined(separator: ", ") + "]" }

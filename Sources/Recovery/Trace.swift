@@ -28,28 +28,42 @@ public struct TraceEntry: Sendable, Equatable {
 }
 
 /// Collects the trace of a run and, with `--trace FILE`, appends each entry
-/// to the file as one JSON line as it happens.
+/// to the file as one JSON line as it happens (one `write`, so a killed
+/// process leaves every line recorded before it died).
+///
+/// The clock starts once the file is open: opening it is not recovery.
+/// Plain POSIX calls rather than FileManager/FileHandle: this runs on the
+/// recovery's path, where Foundation's first use costs runtime type lookups.
 public final class TraceRecorder: Sendable {
     private let entries = NIOLockedValueBox<[TraceEntry]>([])
-    private let handle: FileHandle?
-    private let start = ContinuousClock.now
+    /// The trace file, or −1 without one.
+    private let descriptor: Int32
+    private let start: ContinuousClock.Instant
     private let observer: (@Sendable (TraceEntry) -> Void)?
 
+    /// Why `--trace FILE` could not be opened (the path and the system's reason).
+    public struct OpenError: Error, CustomStringConvertible {
+        public let path: String
+        public let reason: String
+        public var description: String { "cannot open \(path) for appending: \(reason)" }
+    }
+
     /// `observer` sees each entry as it is recorded (the demo's live view).
-    public init(file: String? = nil, observer: (@Sendable (TraceEntry) -> Void)? = nil) throws {
+    /// A new file is created with mode 0600; an existing one is appended to.
+    public init(file: String? = nil, observer: (@Sendable (TraceEntry) -> Void)? = nil) throws(OpenError) {
         self.observer = observer
         if let file {
-            if !FileManager.default.fileExists(atPath: file) {
-                guard FileManager.default.createFile(atPath: file, contents: nil, attributes: [.posixPermissions: 0o600]) else {
-                    throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: file])
-                }
-            }
-            let h = try FileHandle(forWritingTo: URL(fileURLWithPath: file))
-            try h.seekToEnd()
-            handle = h
+            let fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw OpenError(path: file, reason: String(cString: strerror(errno))) }
+            descriptor = fd
         } else {
-            handle = nil
+            descriptor = -1
         }
+        start = ContinuousClock.now
+    }
+
+    deinit {
+        if descriptor >= 0 { close(descriptor) }
     }
 
     public var elapsedMilliseconds: Double { (ContinuousClock.now - start) / .milliseconds(1) }
@@ -67,9 +81,23 @@ public final class TraceRecorder: Sendable {
     @discardableResult
     private func append(_ entry: TraceEntry) -> TraceEntry {
         entries.withLockedValue { $0.append(entry) }
-        handle?.write(Data((entry.jsonLine + "\n").utf8))
+        if descriptor >= 0 { Self.writeAll(descriptor, entry.jsonLine + "\n") }
         observer?(entry)
         return entry
+    }
+
+    /// The whole line, retrying short writes and interruptions. A failing
+    /// write (a full disk) loses that line of the diagnostic trace; it does
+    /// not stop the recovery.
+    private static func writeAll(_ fd: Int32, _ line: String) {
+        var line = line
+        line.withUTF8 { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let n = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+                if n > 0 { offset += n } else if n < 0 && errno == EINTR { continue } else { return }
+            }
+        }
     }
 
     public var recorded: [TraceEntry] { entries.withLockedValue { $0 } }

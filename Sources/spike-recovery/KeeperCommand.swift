@@ -33,14 +33,14 @@ struct KeeperCommand: AsyncParsableCommand {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         do {
             let metrics = try await Settings.metricsEndpoint(metricsAddress)
-            if let metrics { services.append(.init(service: metrics)) }
+            if let metrics { services.append(.init(service: metrics, serviceName: "metrics")) }
             let address = try Settings.listenAddress("SPIKE_KEEPER_TLS_PORT", default: ":8443")
             var limits = MTLSHTTPServer.Limits.keeper
             limits.maximumConnections = try Settings.maximumConnections()
             let roots = try Settings.trustRoots()
             let source = try await Settings.x509Source(role: .keeper, trustRoots: roots, logger: logger)
             let me = try Settings.requireOwnRole(.keeper, source: source, trustRoots: roots)
-            services.append(.init(service: source))
+            services.append(.init(service: source, serviceName: "svid-source"))
             keeper = KeeperServer(source: source, trustRoots: roots, logger: logger)
             do {
                 try await keeper.start(host: address.host, port: address.port, limits: limits)
@@ -55,10 +55,10 @@ struct KeeperCommand: AsyncParsableCommand {
             throw fail(error)
         }
         if let watch = Settings.parentWatch(logger: logger) {
-            services.append(.init(service: watch, successTerminationBehavior: .gracefullyShutdownGroup))
+            services.append(.init(service: watch, successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "parent-watch"))
         }
         // Last, so it is the first to stop: no new shard reads once shutdown begins.
-        services.append(.init(service: keeper))
+        services.append(.init(service: keeper, serviceName: "keeper"))
         await Settings.runServices(services, logger: logger)
         logger.info("stopped; shard wiped")
     }

@@ -53,18 +53,21 @@ struct NexusCommand: AsyncParsableCommand {
 
     func run() async throws {
         MTLSClient.startEarlyWarmUp()
+        RecoveryWarmUp.start()
         let logger: Logger
         do {
             logger = try Settings.startProcess(label: "spike-nexus")
         } catch let error as OperatorError {
             throw fail(error)
         }
+        // Each service is named: unnamed, the group describes it with "\(service)",
+        // a reflection whose runtime type lookups would run beside the handshakes.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         let metrics: MetricsEndpoint?
         let settings: NexusSettings
         do {
             metrics = try await Settings.metricsEndpoint(metricsAddress)
-            if let metrics { services.append(.init(service: metrics)) }
+            if let metrics { services.append(.init(service: metrics, serviceName: "metrics")) }
             settings = try await NexusSettings.fromEnvironment(logger: logger, deadline: deadline.map { .milliseconds(Int64($0 * 1000)) },
                                                                allowEmptyStore: allowEmptyStore)
         } catch let error as OperatorError {
@@ -87,7 +90,7 @@ struct NexusCommand: AsyncParsableCommand {
         do {
             recorder = try TraceRecorder(file: trace)
         } catch {
-            throw fail(OperatorError("--trace: cannot write \(trace ?? ""): \(error.localizedDescription)", exitCode: 64))
+            throw fail(OperatorError("--trace: \(error)", exitCode: 64))
         }
         let recovery = node.makeRecovery(trace: recorder)
         metrics?.setReadiness { recovery.isOperational }
@@ -112,11 +115,11 @@ struct NexusCommand: AsyncParsableCommand {
         }
         // Stopped in reverse: the operator server first (no new requests, in-flight ones
         // answered), then the recovery, then distribution, then the SVID source.
-        services.append(.init(service: settings.source))
-        if !once { services.append(.init(service: node.distributor)) }
+        services.append(.init(service: settings.source, serviceName: "svid-source"))
+        if !once { services.append(.init(service: node.distributor, serviceName: "shard-distributor")) }
         services.append(.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
-                              failureTerminationBehavior: .gracefullyShutdownGroup))
-        services.append(.init(service: server))
+                              failureTerminationBehavior: .gracefullyShutdownGroup, serviceName: "recovery"))
+        services.append(.init(service: server, serviceName: "operator-server"))
         await Settings.runServices(services, logger: logger)
         node.holder.wipe()
         switch outcome.value?.ending {
