@@ -71,10 +71,21 @@ public final class DevelopmentWorkloadAPIServer: Sendable {
         }
     }
 
+    /// How long `stop` waits for open streams to write their final status
+    /// before it closes the connections anyway (a client that does not read).
+    static let streamEndGrace = Duration.seconds(2)
+
     /// Ends every stream (status OK) and closes the socket and every
     /// connection (clients see the stream end and reconnect).
     public func stop() async {
         hub.endStreams()
+        // Each call writes its OK status on its own task; closing a connection
+        // before that write would turn a clean end into a dropped connection.
+        let clock = ContinuousClock()
+        let deadline = clock.now + Self.streamEndGrace
+        while hub.streamingCalls > 0 && clock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(1))
+        }
         let (listener, task) = running.withLockedValue { ($0.listener, $0.serving) }
         try? await listener?.close()
         running.withLockedValue { Array($0.connections.values) }.forEach { $0.close(promise: nil) }
@@ -158,8 +169,13 @@ public final class DevelopmentWorkloadAPIServer: Sendable {
         let svids = Topic()
         let bundles = Topic()
         private let refused = NIOLockedValueBox(0)
+        /// Streaming calls whose final status is not written yet.
+        private let streaming = NIOLockedValueBox(0)
 
         var refusedCalls: Int { refused.withLockedValue { $0 } }
+        var streamingCalls: Int { streaming.withLockedValue { $0 } }
+        func streamStarted() { streaming.withLockedValue { $0 += 1 } }
+        func streamFinished() { streaming.withLockedValue { $0 -= 1 } }
         var openStreams: Int { svids.openStreams + bundles.openStreams }
         func refuse() { refused.withLockedValue { $0 += 1 } }
         func publish(_ response: X509SVIDResponse) { svids.publish(response.encoded()) }
@@ -209,6 +225,8 @@ public final class DevelopmentWorkloadAPIServer: Sendable {
             guard let topic else {
                 return try await finish(.unimplemented, "this development server serves X.509 SVIDs only", headersSent: false)
             }
+            hub.streamStarted()
+            defer { hub.streamFinished() }
             let messages = topic.subscribe()
             try await outbound.write(.headers(.init(headers: [":status": "200", "content-type": GRPCWire.contentType])))
             try await withThrowingTaskGroup(of: Void.self) { group in
