@@ -77,12 +77,7 @@ final class LogSink: @unchecked Sendable {
         let millis = Int(now.tv_nsec) / 1_000_000
         return state.withLockedValue { s in
             if Int(now.tv_sec) != s.cachedSecond {
-                var t = now.tv_sec
-                var parts = tm()
-                gmtime_r(&t, &parts)
-                s.cachedPrefix = zeroPadded(Int(parts.tm_year) + 1900, 4) + "-" + zeroPadded(Int(parts.tm_mon) + 1, 2) + "-"
-                    + zeroPadded(Int(parts.tm_mday), 2) + "T" + zeroPadded(Int(parts.tm_hour), 2) + ":"
-                    + zeroPadded(Int(parts.tm_min), 2) + ":" + zeroPadded(Int(parts.tm_sec), 2)
+                s.cachedPrefix = utcDateTime(secondsSinceEpoch: Int(now.tv_sec))
                 s.cachedSecond = Int(now.tv_sec)
             }
             return s.cachedPrefix + "." + zeroPadded(millis, 3) + "Z"
@@ -112,6 +107,26 @@ final class LogSink: @unchecked Sendable {
             }
         }
     }
+}
+
+/// "YYYY-MM-DDTHH:MM:SS" in UTC for POSIX time `t` (≥ 0). Computed here, not
+/// by gmtime_r: glibc's first gmtime_r loads the time-zone file
+/// (/etc/localtime), which UTC output never needs, on the start-up path.
+func utcDateTime(secondsSinceEpoch t: Int) -> String {
+    let days = t / 86_400, second = t % 86_400
+    // Civil date from a day count (proleptic Gregorian, eras of 400 years
+    // starting on 1 March so that the leap day ends the year).
+    let z = days + 719_468
+    let era = z / 146_097
+    let dayOfEra = z - era * 146_097
+    let yearOfEra = (dayOfEra - dayOfEra / 1_460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+    let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+    let shiftedMonth = (5 * dayOfYear + 2) / 153  // 0 = March
+    let day = dayOfYear - (153 * shiftedMonth + 2) / 5 + 1
+    let month = shiftedMonth < 10 ? shiftedMonth + 3 : shiftedMonth - 9
+    let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+    return zeroPadded(year, 4) + "-" + zeroPadded(month, 2) + "-" + zeroPadded(day, 2) + "T"
+        + zeroPadded(second / 3_600, 2) + ":" + zeroPadded(second / 60 % 60, 2) + ":" + zeroPadded(second % 60, 2)
 }
 
 /// `value` (non-negative) in decimal, left-padded with zeros to `width` digits.

@@ -293,17 +293,28 @@ public final class FileX509Source: X509Source, Service, Sendable {
     }
 }
 
-/// A file's identity and modification stamp, to notice replacement by rename too.
+/// A file's identity and modification stamp, to notice replacement by rename
+/// too; a file that cannot be stat'ed stamps as inode 0, size −1.
+///
+/// Read with stat(2): FileManager's attributes also resolve the owner's and
+/// group's names, an NSS look-up (nsswitch.conf, passwd, group, the nscd
+/// socket) per file at every start and every poll, for fields never used.
 struct FileStamp: Equatable {
     let inode: UInt64
     let size: Int64
-    let modified: Double
+    let modifiedSeconds: Int
+    let modifiedNanoseconds: Int
 
     init(_ path: String) {
-        let attributes = try? FileManager.default.attributesOfItem(atPath: path)
-        inode = (attributes?[.systemFileNumber] as? NSNumber)?.uint64Value ?? 0
-        size = (attributes?[.size] as? NSNumber)?.int64Value ?? -1
-        modified = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            (inode, size, modifiedSeconds, modifiedNanoseconds) = (0, -1, 0, 0)
+            return
+        }
+        inode = UInt64(info.st_ino)
+        size = Int64(info.st_size)
+        modifiedSeconds = info.st_mtim.tv_sec
+        modifiedNanoseconds = info.st_mtim.tv_nsec
     }
 }
 

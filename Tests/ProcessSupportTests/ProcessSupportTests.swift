@@ -59,6 +59,31 @@ import TestSupport
         return String(decoding: out, as: UTF8.self)
     }
 
+    /// The log's own UTC formatting agrees with glibc's gmtime_r: the epoch,
+    /// leap days (2000 is a leap year, 2100 is not), year ends, and a spread
+    /// of instants up to the year 2400.
+    @Test func utcTimestampsAgreeWithGmtime() {
+        func reference(_ t: Int) -> String {
+            var seconds = t, parts = tm()
+            gmtime_r(&seconds, &parts)
+            return zeroPadded(Int(parts.tm_year) + 1900, 4) + "-" + zeroPadded(Int(parts.tm_mon) + 1, 2) + "-"
+                + zeroPadded(Int(parts.tm_mday), 2) + "T" + zeroPadded(Int(parts.tm_hour), 2) + ":"
+                + zeroPadded(Int(parts.tm_min), 2) + ":" + zeroPadded(Int(parts.tm_sec), 2)
+        }
+        let fixed = [0, 59, 86_399, 86_400, 951_782_399, 951_868_799, 951_868_800, 978_307_199,
+                     4_107_542_399, 4_107_542_400, 4_110_047_999, 13_574_563_199]
+        #expect(utcDateTime(secondsSinceEpoch: 951_868_799) == "2000-02-29T23:59:59")
+        #expect(utcDateTime(secondsSinceEpoch: 4_107_542_400) == "2100-03-01T00:00:00")
+        var x: UInt64 = 0x9e37_79b9_7f4a_7c15  // xorshift: a fixed spread of instants
+        let spread = (0..<20_000).map { _ in
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17
+            return Int(x % 13_574_563_200)
+        }
+        for t in fixed + spread {
+            #expect(utcDateTime(secondsSinceEpoch: t) == reference(t), "t = \(t)")
+        }
+    }
+
     @Test func stateChangesAreWrittenAtOnceRequestLinesBatched() throws {
         var fds: [Int32] = [0, 0]
         try #require(pipe(&fds) == 0)
