@@ -296,9 +296,11 @@ public final class FileX509Source: X509Source, Service, Sendable {
 /// A file's identity and modification stamp, to notice replacement by rename
 /// too; a file that cannot be stat'ed stamps as inode 0, size −1.
 ///
-/// Read with stat(2): FileManager's attributes also resolve the owner's and
-/// group's names, an NSS look-up (nsswitch.conf, passwd, group, the nscd
-/// socket) per file at every start and every poll, for fields never used.
+/// Read with stat(2), which follows links: a Kubernetes secret volume rotates
+/// by pointing `..data` elsewhere, and the files' own links never change (the
+/// lstat(2) that FileManager's attributes use saw no rotation). Those
+/// attributes also resolve the owner's and group's names, an NSS look-up
+/// (nsswitch.conf, passwd, group, the nscd socket) per file and poll.
 struct FileStamp: Equatable {
     let inode: UInt64
     let size: Int64

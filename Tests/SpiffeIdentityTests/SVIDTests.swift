@@ -162,6 +162,35 @@ import X509
         #expect(watched.current.id.description == "spiffe://spike.ist/spike/keeper/next")
     }
 
+    /// A Kubernetes secret volume: each file is a link through `..data`, and an
+    /// update points `..data` at a new directory by renaming a new link over
+    /// it; the files' own links never change, so the stamps follow them.
+    @Test func rotationThroughASwappedDirectoryLink() throws {
+        let mount = dir.appendingPathComponent("mount")
+        try FileManager.default.createDirectory(at: mount, withIntermediateDirectories: true)
+        for (version, svid) in [("v1", "/spike/keeper/1"), ("v2", "/spike/keeper/rotated")] {
+            let d = dir.appendingPathComponent(version)
+            try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
+            try pki.write(path: svid, name: "svid", into: d)
+            try pki.writeBundle(into: d)
+        }
+        let data = mount.appendingPathComponent("..data").path
+        try FileManager.default.createSymbolicLink(atPath: data, withDestinationPath: "../v1")
+        for name in ["svid.pem", "svid.key", "bundle.pem"] {
+            try FileManager.default.createSymbolicLink(atPath: mount.appendingPathComponent(name).path, withDestinationPath: "..data/" + name)
+        }
+        let watched = try FileX509Source(certFile: mount.appendingPathComponent("svid.pem").path,
+                                         keyFile: mount.appendingPathComponent("svid.key").path,
+                                         bundleFile: mount.appendingPathComponent("bundle.pem").path, trustDomains: ["spike.ist"])
+        #expect(watched.current.id.description == "spiffe://spike.ist/spike/keeper/1")
+        #expect(!watched.reloadIfChanged())
+        try FileManager.default.createSymbolicLink(atPath: data + "_tmp", withDestinationPath: "../v2")
+        #expect(rename(data + "_tmp", data) == 0)
+        #expect(watched.reloadIfChanged())
+        #expect(watched.current.id.description == "spiffe://spike.ist/spike/keeper/rotated")
+        #expect(watched.current.generation == 2)
+    }
+
     /// Rotated files that hold an expired SVID, or one of another role, are
     /// refused with one warning naming the file; the previous SVID stays. An
     /// SVID that expires in place is reported once.
