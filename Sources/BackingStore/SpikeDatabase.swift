@@ -48,6 +48,26 @@ public enum SpikeDatabase {
         ("encrypted_max_versions", Array("max_versions".utf8)),
     ]
 
+    /// The tables and indexes Go SPIKE Nexus creates (backing-store.md): what
+    /// `SpikeDatabaseWriter` writes, and what the warm-up builds in memory.
+    public static let schema = """
+        CREATE TABLE IF NOT EXISTS policies (
+            name TEXT PRIMARY KEY, nonce BLOB NOT NULL, encrypted_spiffe_id_pattern BLOB NOT NULL,
+            encrypted_path_pattern BLOB NOT NULL, encrypted_permissions BLOB NOT NULL,
+            created_time INTEGER NOT NULL, updated_time INTEGER NOT NULL);
+        CREATE TABLE IF NOT EXISTS secrets (
+            path TEXT NOT NULL, version INTEGER NOT NULL, nonce BLOB NOT NULL,
+            encrypted_data BLOB NOT NULL, created_time DATETIME NOT NULL, deleted_time DATETIME,
+            PRIMARY KEY (path, version));
+        CREATE TABLE IF NOT EXISTS secret_metadata (
+            path TEXT PRIMARY KEY, nonce BLOB NOT NULL,
+            encrypted_current_version BLOB NOT NULL, encrypted_oldest_version BLOB NOT NULL,
+            encrypted_created_time BLOB NOT NULL, encrypted_updated_time BLOB NOT NULL,
+            encrypted_max_versions BLOB NOT NULL);
+        CREATE INDEX IF NOT EXISTS idx_secrets_path ON secrets(path);
+        CREATE INDEX IF NOT EXISTS idx_secrets_created_time ON secrets(created_time);
+        """
+
     /// `<dataDir>/spike.db`.
     public static func path(dataDirectory: String) -> String { (dataDirectory as NSString).appendingPathComponent("spike.db") }
 
@@ -57,19 +77,24 @@ public enum SpikeDatabase {
     public static func load(path: String, rootKey: SecretBytes) throws(BackingStoreError) -> NexusState {
         guard FileManager.default.fileExists(atPath: path) else { return .empty }
         let db = try open(path)
-        let key = try symmetricKey(rootKey)
+        return try load(db, key: try symmetricKey(rootKey))
+    }
+
+    /// Every row of an open database, decrypted under `key`.
+    static func load(_ db: SQLiteConnection, key: SymmetricKey) throws(BackingStoreError) -> NexusState {
         let metadata = try loadMetadata(db, key: key)
         var versions: [String: [Int: SecretVersion]] = [:]
         try rows(db, table: "secrets", sql: "SELECT path, version, nonce, encrypted_data, created_time, deleted_time FROM secrets ORDER BY path, version") { row throws(BackingStoreError) in
             let path = row.text(0) ?? ""
             let version = Int(row.int64(1))
-            let label = "secrets[path=\(quoted(path)), version=\(version)]"
-            let plain = try decrypt(row, nonceColumn: 2, cipherColumn: 3, columnName: "encrypted_data", key: key, label: label)
+            // Labels are built only for an error message: most rows never need one.
+            let label = { "secrets[path=\(quoted(path)), version=\(version)]" }
+            let plain = try decrypt(row, nonceColumn: 2, cipherColumn: 3, columnName: "encrypted_data", key: key, label: label())
             let data: [(key: String, value: SecretBytes)]
             do {
                 data = try JSONReader.stringObject(plain)
             } catch {
-                throw .notAnObjectOfStrings(row: label)
+                throw .notAnObjectOfStrings(row: label())
             }
             versions[path, default: [:]][version] = SecretVersion(
                 version: version, data: data, createdTime: row.text(4) ?? "", deletedTime: row.isNull(5) ? nil : row.text(5))
@@ -82,17 +107,19 @@ public enum SpikeDatabase {
         return NexusState(secrets: secrets, policies: policies, databaseExists: true)
     }
 
+    /// The metadata query, its columns in `metadataSalts` order.
+    static let metadataQuery = "SELECT path, nonce, " + metadataSalts.map { $0.column }.joined(separator: ", ") + " FROM secret_metadata"
+
     static func loadMetadata(_ db: SQLiteConnection, key: SymmetricKey) throws(BackingStoreError) -> [String: SecretMetadata] {
         var out: [String: SecretMetadata] = [:]
-        let sql = "SELECT path, nonce, " + metadataSalts.map(\.column).joined(separator: ", ") + " FROM secret_metadata"
-        try rows(db, table: "secret_metadata", sql: sql) { row throws(BackingStoreError) in
+        try rows(db, table: "secret_metadata", sql: metadataQuery) { row throws(BackingStoreError) in
             let path = row.text(0) ?? ""
-            let label = "secret_metadata[path=\(quoted(path))]"
+            let label = { "secret_metadata[path=\(quoted(path))]" }
             var numbers: [Int64] = []
             for (i, (column, salt)) in metadataSalts.enumerated() {
-                let plain = try decrypt(row, nonceColumn: 1, cipherColumn: Int32(2 + i), columnName: column, key: key, label: label, salt: salt)
+                let plain = try decrypt(row, nonceColumn: 1, cipherColumn: Int32(2 + i), columnName: column, key: key, label: label(), salt: salt)
                 guard let n = plain.withUnsafeBytes({ Int64(String(decoding: $0, as: UTF8.self)) }) else {
-                    throw .badField(row: label, field: column)
+                    throw .badField(row: label(), field: column)
                 }
                 numbers.append(n)
             }
@@ -107,10 +134,10 @@ public enum SpikeDatabase {
         let sql = "SELECT name, nonce, encrypted_spiffe_id_pattern, encrypted_path_pattern, encrypted_permissions, created_time, updated_time FROM policies"
         try rows(db, table: "policies", sql: sql) { row throws(BackingStoreError) in
             let name = row.text(0) ?? ""
-            let label = "policies[name=\(quoted(name))]"
             // Go reuses the row's nonce for all three fields; a reader must accept that.
             func field(_ column: Int32, _ columnName: String) throws(BackingStoreError) -> String {
-                let plain = try decrypt(row, nonceColumn: 1, cipherColumn: column, columnName: columnName, key: key, label: label)
+                let plain = try decrypt(row, nonceColumn: 1, cipherColumn: column, columnName: columnName, key: key,
+                                        label: "policies[name=\(quoted(name))]")
                 return plain.withUnsafeBytes { String(decoding: $0, as: UTF8.self) }
             }
             let permissions = try field(4, "encrypted_permissions")
@@ -150,7 +177,11 @@ public enum SpikeDatabase {
     public static func check(path: String, candidate: SecretBytes, leavingNoFiles: Bool = false) throws(BackingStoreError) -> KeyCheck {
         guard exists(path: path) else { return .missing }
         let db = try open(path, mode: leavingNoFiles ? .readOnlyLeavingNoFiles : .readOnly)
-        let key = try symmetricKey(candidate)
+        return try check(db, key: try symmetricKey(candidate))
+    }
+
+    /// The probes of `check(path:candidate:)` on an open database.
+    static func check(_ db: SQLiteConnection, key: SymmetricKey) throws(BackingStoreError) -> KeyCheck {
         let probes: [(table: String, sql: String, label: (SQLiteStatement) -> String, nonce: Int32, cipher: Int32, salt: [UInt8]?)] = [
             ("secrets", "SELECT path, version, nonce, encrypted_data FROM secrets ORDER BY path, version LIMIT 1",
              { "secrets[path=\(quoted($0.text(0) ?? "")), version=\($0.int64(1))]" }, 2, 3, nil),
@@ -178,26 +209,51 @@ public enum SpikeDatabase {
         return opened.isEmpty ? .empty : .opens(rows: opened)
     }
 
-    /// Runs, once and on nothing secret, the paths a store check takes: the
-    /// SQLite library's set-up and its SQL parser (on an in-memory database),
-    /// and AES-GCM through swift-crypto with a throwaway random key. Their
-    /// first use costs runtime type lookups and lazy initialisation; a nexus
-    /// pays them on a spare core while its keeper handshakes run.
+    /// Runs, once and on nothing secret, the paths a key check (7.2) and a
+    /// load (9) take: SQLite's set-up and SQL parser, AES-GCM, and the Swift
+    /// code that turns rows into `NexusState`, on an in-memory database with
+    /// SPIKE's schema and one row per table sealed under a throwaway random
+    /// key. Their first use costs runtime type and conformance look-ups and
+    /// lazy initialisation; a nexus pays them on a spare core at process
+    /// start, not between the key and "operational".
     public static func warmUp() {
-        if let db = try? SQLiteConnection(path: ":memory:", mode: .readWriteCreate) {
-            _ = try? db.prepare("SELECT name FROM sqlite_master LIMIT 1").step()
-        }
-        let key = SymmetricKey(size: .bits256)
-        guard let sealed = try? AES.GCM.seal([UInt8](repeating: 0, count: tagByteCount), using: key) else { return }
-        let nonce = Array(sealed.nonce), ciphertext = Array(sealed.ciphertext), tag = Array(sealed.tag)
-        ciphertext.withUnsafeBytes { c in
-            tag.withUnsafeBytes { t in
-                if let box = try? AES.GCM.SealedBox(nonce: AES.GCM.Nonce(data: nonce), ciphertext: c, tag: t) {
-                    _ = try? AES.GCM.open(box, using: key)
-                }
-            }
-        }
+        guard let (db, key) = warmUpStore() else { return }
+        _ = try? check(db, key: key)
+        _ = try? load(db, key: key)
     }
+
+    /// The warm-up's in-memory database and its throwaway key; nil if SQLite
+    /// refused a step (the warm-up is then skipped: it decides nothing).
+    static func warmUpStore() -> (SQLiteConnection, SymmetricKey)? {
+        guard let db = try? SQLiteConnection(path: ":memory:", mode: .readWriteCreate), (try? db.execute(schema)) != nil else { return nil }
+        let key = SymmetricKey(size: .bits256)
+        let nonce = [UInt8](repeating: 7, count: nonceByteCount)
+        func sealed(_ text: String, salt: [UInt8]? = nil) -> [UInt8]? {
+            var n = nonce
+            if let salt { for i in 0..<nonceByteCount { n[i] ^= salt[i] } }
+            guard let gcmNonce = try? AES.GCM.Nonce(data: n), let box = try? AES.GCM.seal(Array(text.utf8), using: key, nonce: gcmNonce) else { return nil }
+            return Array(box.ciphertext) + Array(box.tag)
+        }
+        func insert(_ sql: String, _ values: [[UInt8]?], texts: [(Int32, String)], integers: [(Int32, Int64)]) -> Bool {
+            guard let statement = try? db.prepare(sql) else { return false }
+            for (i, value) in values.enumerated() {
+                guard let value, (try? statement.bind(Int32(i) + 2, value)) != nil else { return false }
+            }
+            for (i, text) in texts { guard (try? statement.bind(i, text)) != nil else { return false } }
+            for (i, integer) in integers { guard (try? statement.bind(i, integer)) != nil else { return false } }
+            return (try? statement.step()) != nil
+        }
+        let wrote = insert("INSERT INTO secrets (path, nonce, encrypted_data, version, created_time) VALUES (?, ?, ?, ?, ?)",
+                           [nonce, sealed("{\"k\":\"v\"}")], texts: [(1, "warm-up"), (5, "2026-01-01T00:00:00Z")], integers: [(4, 1)])
+            && insert(metadataInsert, [nonce] + metadataSalts.map { sealed("1", salt: $0.salt) }, texts: [(1, "warm-up")], integers: [])
+            && insert("INSERT INTO policies (name, nonce, encrypted_spiffe_id_pattern, encrypted_path_pattern, encrypted_permissions, created_time, updated_time) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                      [nonce, sealed(".*"), sealed(".*"), sealed("read")], texts: [(1, "warm-up")], integers: [(6, 0), (7, 0)])
+        return wrote ? (db, key) : nil
+    }
+
+    /// Inserts a metadata row (path, nonce, then the fields in `metadataSalts` order); for the warm-up.
+    static let metadataInsert = "INSERT INTO secret_metadata (path, nonce, " + metadataSalts.map { $0.column }.joined(separator: ", ")
+        + ") VALUES (?, ?, " + metadataSalts.map { _ in "?" }.joined(separator: ", ") + ")"
 
     // MARK: helpers
 
@@ -250,12 +306,12 @@ public enum SpikeDatabase {
 
     /// Opens `ciphertext ‖ tag` with the row's nonce (XOR `salt` when given).
     static func decrypt(_ row: SQLiteStatement, nonceColumn: Int32, cipherColumn: Int32, columnName: String, key: SymmetricKey,
-                        label: String, salt: [UInt8]? = nil) throws(BackingStoreError) -> SecretBytes {
+                        label: @autoclosure () -> String, salt: [UInt8]? = nil) throws(BackingStoreError) -> SecretBytes {
         var nonce = row.withBlob(nonceColumn) { Array($0) }
-        guard nonce.count == nonceByteCount else { throw .badNonce(row: label, length: nonce.count) }
+        guard nonce.count == nonceByteCount else { throw .badNonce(row: label(), length: nonce.count) }
         if let salt { for i in 0..<nonceByteCount { nonce[i] ^= salt[i] } }
         return try row.withBlob(cipherColumn) { (sealed) -> Result<SecretBytes, BackingStoreError> in
-            guard sealed.count >= tagByteCount else { return .failure(.truncated(row: label, column: columnName)) }
+            guard sealed.count >= tagByteCount else { return .failure(.truncated(row: label(), column: columnName)) }
             do {
                 let box = try AES.GCM.SealedBox(
                     nonce: AES.GCM.Nonce(data: nonce),
@@ -265,10 +321,19 @@ public enum SpikeDatabase {
                 defer { plain.withUnsafeMutableBytes { SecureMemory.wipe($0) } }
                 return .success(plain.withUnsafeBytes { SecretBytes(copying: $0) })
             } catch {
-                return .failure(.tagMismatch(row: label))
+                return .failure(.tagMismatch(row: label()))
             }
         }.get()
     }
 
-    static func quoted(_ s: String) -> String { "\"" + s.replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
+    /// `s` in double quotes, its own double quotes escaped with a backslash.
+    static func quoted(_ s: String) -> String {
+        var out = "\""
+        for c in s.unicodeScalars {
+            if c == "\"" { out.unicodeScalars.append("\\") }
+            out.unicodeScalars.append(c)
+        }
+        out.unicodeScalars.append("\"")
+        return out
+    }
 }

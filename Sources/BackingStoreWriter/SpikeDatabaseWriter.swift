@@ -13,23 +13,8 @@ public final class SpikeDatabaseWriter {
     let db: SQLiteConnection
     let key: SymmetricKey
 
-    public static let schema = """
-        CREATE TABLE IF NOT EXISTS policies (
-            name TEXT PRIMARY KEY, nonce BLOB NOT NULL, encrypted_spiffe_id_pattern BLOB NOT NULL,
-            encrypted_path_pattern BLOB NOT NULL, encrypted_permissions BLOB NOT NULL,
-            created_time INTEGER NOT NULL, updated_time INTEGER NOT NULL);
-        CREATE TABLE IF NOT EXISTS secrets (
-            path TEXT NOT NULL, version INTEGER NOT NULL, nonce BLOB NOT NULL,
-            encrypted_data BLOB NOT NULL, created_time DATETIME NOT NULL, deleted_time DATETIME,
-            PRIMARY KEY (path, version));
-        CREATE TABLE IF NOT EXISTS secret_metadata (
-            path TEXT PRIMARY KEY, nonce BLOB NOT NULL,
-            encrypted_current_version BLOB NOT NULL, encrypted_oldest_version BLOB NOT NULL,
-            encrypted_created_time BLOB NOT NULL, encrypted_updated_time BLOB NOT NULL,
-            encrypted_max_versions BLOB NOT NULL);
-        CREATE INDEX IF NOT EXISTS idx_secrets_path ON secrets(path);
-        CREATE INDEX IF NOT EXISTS idx_secrets_created_time ON secrets(created_time);
-        """
+    /// Go SPIKE's schema (`SpikeDatabase.schema`).
+    public static var schema: String { SpikeDatabase.schema }
 
     /// A root key that is not 32 bytes (AES-256): refused before anything is written.
     public struct KeyLengthError: Error, Equatable, CustomStringConvertible {

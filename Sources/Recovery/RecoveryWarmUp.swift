@@ -30,7 +30,7 @@ public enum RecoveryWarmUp {
         tried.insert([1, 2])
         withExtendedLifetime((held, tried)) {}
         _ = idList([1, 2])
-        // Steps 7.2 and 9: SQLite and AES-GCM.
+        // Steps 7.2 and 9: SQLite, AES-GCM and the rows-to-state code, on an in-memory store.
         SpikeDatabase.warmUp()
     }
 }

@@ -106,6 +106,25 @@ let t0 = Date(timeIntervalSince1970: 1_764_000_000.123456789)
     }
 }
 
+/// The warm-up must take the same paths as a real key check and load, or it
+/// warms nothing: its in-memory store opens under its key, row by row.
+@Suite struct WarmUpTests {
+    @Test func theWarmUpStoreIsCheckedAndLoadedLikeARealOne() throws {
+        let (db, key) = try #require(SpikeDatabase.warmUpStore())
+        #expect(try SpikeDatabase.check(db, key: key)
+                == .opens(rows: ["secrets[path=\"warm-up\", version=1]", "secret_metadata[path=\"warm-up\"]", "policies[name=\"warm-up\"]"]))
+        let state = try SpikeDatabase.load(db, key: key)
+        #expect(state.secrets.count == 1 && state.policies.count == 1)
+        #expect(state.secrets["warm-up"]?.metadata?.currentVersion == 1)
+        #expect(state.policies["warm-up"]?.permissions == ["read"])
+    }
+
+    @Test func rowLabelsEscapeQuotes() {
+        #expect(SpikeDatabase.quoted("a\"b\\c") == "\"a\\\"b\\c\"")
+        #expect(SpikeDatabase.quoted("日本 🔑") == "\"日本 🔑\"")
+    }
+}
+
 @Suite struct BackingStoreErrorTests {
     func seeded() throws -> (Fixture, SecretBytes, SpikeDatabaseWriter) {
         let f = try Fixture()
