@@ -42,8 +42,8 @@ public struct RecoveryOutcome: Sendable {
         case .operational:
             let s = state ?? .empty
             return "{\"operational\":true,\"secrets\":\(s.secretCount),\"secret_versions\":\(s.versionCount),\"policies\":\(s.policyCount),"
-                + "\"shards_used\":[\(shardsUsed.map(String.init).joined(separator: ","))],"
-                + "\"keepers_rejected\":[\(keepersRejected.map(String.init).joined(separator: ","))],"
+                + "\"shards_used\":[\(shardsUsed.map { String($0) }.joined(separator: ","))],"
+                + "\"keepers_rejected\":[\(keepersRejected.map { String($0) }.joined(separator: ","))],"
                 + "\"elapsed_ms\":\(Int(elapsedMilliseconds.rounded()))}"
         case .stoodDown:
             return "{\"operational\":false,\"reason\":\"stood down: the root key was installed by another writer\"}"
@@ -1037,4 +1037,4 @@ enum RecoveryMetrics {
 /// Share ids as the trace and the log print them, "[2, 3]" (as an array's
 /// description reads, without its dynamic casts: on first use each costs a
 /// scan of the binary's conformance records, on the path of a recovery).
-func idList(_ ids: [Int]) -> String { "[" + ids.map(String.init).joined(separator: ", ") + "]" }
+public func idList(_ ids: [Int]) -> String { "[" + ids.map { String($0) }.joined(separator: ", ") + "]" }

@@ -10,6 +10,7 @@ struct CertsCommand: ParsableCommand {
 
     struct Issue: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "issue",
             abstract: "Mint a development CA and SVIDs for nexus, keepers, bootstrap and the pilot roles.")
 
         @Option(help: "Directory to write into (created if missing).") var out: String

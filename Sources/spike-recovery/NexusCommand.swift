@@ -139,7 +139,7 @@ struct NexusCommand: AsyncParsableCommand {
         switch outcome.ending {
         case .operational:
             let s = outcome.state
-            logger.info("operational in \(Int(outcome.elapsedMilliseconds)) ms: \(s?.secretCount ?? 0) secrets, \(s?.versionCount ?? 0) versions, \(s?.policyCount ?? 0) policies; shards used \(outcome.shardsUsed); keepers rejected \(outcome.keepersRejected)")
+            logger.info("operational in \(Int(outcome.elapsedMilliseconds)) ms: \(s?.secretCount ?? 0) secrets, \(s?.versionCount ?? 0) versions, \(s?.policyCount ?? 0) policies; shards used \(idList(outcome.shardsUsed)); keepers rejected \(idList(outcome.keepersRejected))")
         case .stoodDown:
             logger.notice("recovery stood down: the root key was installed by another writer")
         case .stopped:

@@ -9,6 +9,7 @@ struct ShamirCommand: ParsableCommand {
 
     struct Split: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "split",
             abstract: "Write DIR/spike.recovery.<i>.txt (mode 0600): the shards Go SPIKE hands keeper i.")
         @Option(help: "Shards needed to recover.") var threshold: Int
         @Option(help: "Shards to make (one per keeper).") var shares: Int
@@ -28,7 +29,7 @@ struct ShamirCommand: ParsableCommand {
     }
 
     struct Recover: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Rebuild the root key from Pilot shard files; write it as 64 hex characters (mode 0600).")
+        static let configuration = CommandConfiguration(commandName: "recover", abstract: "Rebuild the root key from Pilot shard files; write it as 64 hex characters (mode 0600).")
         @Option(help: "Shards needed.") var threshold: Int
         @Option(help: "File to write the root key into.") var out: String
         @Argument(help: "Pilot shard files (spike.recovery.<id>.txt).") var files: [String]

@@ -16,12 +16,28 @@ struct SpikeRecovery: AsyncParsableCommand {
 }
 
 /// Human-readable output goes to stderr (cli.md); stdout is for --json and explicitly requested data.
+/// Lines for the operator (stderr) and for a supervisor (stdout), each one
+/// write(2) call: no Foundation on the path of the operational line, whose
+/// first use (FileHandle, Data from a String) costs runtime casts.
 enum Console {
-    static func say(_ line: String) {
-        FileHandle.standardError.write(Data((line + "\n").utf8))
-    }
-    static func json(_ line: String) {
-        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    static func say(_ line: String) { write(STDERR_FILENO, line) }
+    static func json(_ line: String) { write(STDOUT_FILENO, line) }
+
+    /// Writes `line` and a newline, resuming after partial writes and EINTR;
+    /// gives up quietly when the reader has gone (nothing left to tell).
+    static func write(_ fd: Int32, _ line: String) {
+        let bytes = Array((line + "\n").utf8)
+        bytes.withUnsafeBytes { buffer in
+            var offset = 0
+            while offset < buffer.count {
+                let n = Glibc.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return
+                }
+                offset += n
+            }
+        }
     }
 }
 

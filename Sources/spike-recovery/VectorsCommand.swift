@@ -13,6 +13,7 @@ struct VectorsCommand: ParsableCommand {
 
     struct Verify: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "verify",
             abstract: "Check every case of every file against the native implementation and the GMP reference.")
 
         @Argument(help: "Vector files (format: Spec/shamir.md).")
@@ -28,6 +29,7 @@ struct VectorsCommand: ParsableCommand {
 
     struct Generate: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "generate",
             abstract: "Regenerate the project's own vector files from the GMP reference.")
 
         @Option(help: "Directory to write the files into (created if missing).")
