@@ -36,6 +36,8 @@ let package = Package(
         .systemLibrary(name: "COpenSSLCrypto", path: "Sources/COpenSSLCrypto"),
         // The few C calls Swift cannot make portably: a wipe the optimizer keeps, mlock.
         .target(name: "CSecureMemory", path: "Sources/CSecureMemory"),
+        // SHA-256's compression with the x86 SHA extensions, for the Shamir chain when the CPU has them.
+        .target(name: "CSHA256", path: "Sources/CSHA256"),
 
         .target(name: "SecureMemory", dependencies: ["CSecureMemory"]),
         .target(name: "ScalarField", dependencies: ["CSecureMemory"]),
@@ -43,7 +45,7 @@ let package = Package(
         .target(
             name: "Shamir",
             // Nothing from outside the package: its SHA-256 is its own (SHA256.swift says why).
-            dependencies: ["ScalarField", "ShamirCore", "SecureMemory"]),
+            dependencies: ["ScalarField", "ShamirCore", "SecureMemory", "CSHA256"]),
         .target(name: "ShamirReference", dependencies: ["CGMP", "COpenSSLCrypto", "ShamirCore", "SecureMemory"]),
         .target(
             name: "SpiffeIdentity",
