@@ -16,6 +16,8 @@ static inline void cgmp_sub(cgmp_mpz *r, const cgmp_mpz *a, const cgmp_mpz *b) {
 static inline void cgmp_mul(cgmp_mpz *r, const cgmp_mpz *a, const cgmp_mpz *b) { mpz_mul(r, a, b); }
 static inline void cgmp_mod(cgmp_mpz *r, const cgmp_mpz *a, const cgmp_mpz *m) { mpz_mod(r, a, m); }
 static inline int cgmp_invert(cgmp_mpz *r, const cgmp_mpz *a, const cgmp_mpz *m) { return mpz_invert(r, a, m); }
+/// The least significant limb (of |a|).
+static inline unsigned long cgmp_low_limb(const cgmp_mpz *a) { return mpz_getlimbn(a, 0); }
 static inline int cgmp_cmp(const cgmp_mpz *a, const cgmp_mpz *b) { return mpz_cmp(a, b); }
 static inline int cgmp_sgn(const cgmp_mpz *a) { return mpz_sgn(a); }
 static inline size_t cgmp_sizeinbase2(const cgmp_mpz *a) { return mpz_sizeinbase(a, 2); }

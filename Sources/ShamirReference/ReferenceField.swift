@@ -67,10 +67,17 @@ public enum ReferenceField {
         return r[0].bigEndianBytes(width: 32)[31] ^ r[3].bigEndianBytes(width: 32)[31]
     }
 
-    /// `count` inversions of a (mpz_invert each time, in place).
-    public static func repeatedInverse(_ a: Value, count: Int) -> UInt8 {
+    /// `count` inversions (mpz_invert), taking `values` in turn: inverting one
+    /// value over and over would let the branch predictor learn its path.
+    public static func repeatedInverse(_ values: [Value], count: Int) -> UInt8 {
         let r = BigInt(), modulus = n
-        for _ in 0..<count { _ = cgmp_invert(r.raw, a.big.raw, modulus.raw) }
-        return r.bigEndianBytes(width: 32)[31]
+        var acc: UInt8 = 0, next = 0
+        for _ in 0..<count {
+            _ = cgmp_invert(r.raw, values[next].big.raw, modulus.raw)
+            acc ^= UInt8(truncatingIfNeeded: cgmp_low_limb(r.raw))
+            next += 1
+            if next == values.count { next = 0 }
+        }
+        return acc
     }
 }
