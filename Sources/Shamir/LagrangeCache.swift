@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import ScalarField
+import ShamirCore
 
 /// Lagrange weights at 0 by share-id set. Ids are public, and a Nexus
 /// rebuilds from the same few sets again and again (every recovery, every
@@ -25,6 +26,9 @@ final class LagrangeCache: @unchecked Sendable {
     /// inside uninstrumented futex calls and reported as a race
     /// (tools/tsan-suppressions.txt says more).
     private var table: [[UInt64]: [P256Scalar]] = [:]
+    /// Guarded by `lock`: the set weighed last, which a Nexus asks for again
+    /// and again; matched against the caller's ids without building a key.
+    private var last: (ids: [UInt64], weights: [P256Scalar])?
     private let lock: UnsafeMutablePointer<pthread_mutex_t> = {
         let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
         precondition(pthread_mutex_init(lock, nil) == 0, "pthread_mutex_init failed")
@@ -46,12 +50,38 @@ final class LagrangeCache: @unchecked Sendable {
     var count: Int { withLock { $0.count } }
 
     func weights(ids: [UInt64]) -> [P256Scalar] {
+        weights(of: ids)
+    }
+
+    /// The weights of the first `count` shards' ids: the set weighed last is
+    /// recognised without an array or a hash (recover and split's self-check
+    /// ask for the same set each time).
+    func weights(ofFirst count: Int, of shards: [Shard]) -> [P256Scalar] {
+        if let hit = lastWeights(count: count, id: { shards[$0].id }) { return hit }
+        return weights(of: shards.prefix(count).map { $0.id })
+    }
+
+    private func lastWeights(count: Int, id: (Int) -> UInt64) -> [P256Scalar]? {
+        pthread_mutex_lock(lock)
+        defer { pthread_mutex_unlock(lock) }
+        guard let last, last.ids.count == count else { return nil }
+        for i in 0..<count where last.ids[i] != id(i) { return nil }
+        return last.weights
+    }
+
+    private func weights(of ids: [UInt64]) -> [P256Scalar] {
         guard ids.count <= Self.largestCachedSet else { return P256Scalar.lagrangeWeightsAtZero(ids: ids) }
-        if let hit = withLock({ $0[ids] }) { return hit }
+        let hit: [P256Scalar]? = withLock { table in
+            guard let hit = table[ids] else { return nil }
+            last = (ids, hit)
+            return hit
+        }
+        if let hit { return hit }
         let computed = P256Scalar.lagrangeWeightsAtZero(ids: ids)
         withLock { table in
             if table.count >= Self.capacity { table.removeAll(keepingCapacity: true) }
             table[ids] = computed
+            last = (ids, computed)
         }
         return computed
     }

@@ -34,7 +34,7 @@ public struct NativeShamir: ShamirScheme {
     /// bytes and checked, then combined), compared with the key as scalars:
     /// the values stay in a wiped stack buffer instead of new secret buffers.
     static func firstShardsGiveBack(_ key: PlainScalar, shards: [Shard], threshold: Int) throws(ShamirError) -> Bool {
-        let weights = LagrangeCache.shared.weights(ids: shards.prefix(threshold).map(\.id))
+        let weights = LagrangeCache.shared.weights(ofFirst: threshold, of: shards)
         let sum: PlainScalar = try withUnsafeTemporaryAllocation(of: PlainScalar.self, capacity: threshold) { (values) throws(ShamirError) in
             defer { wipe(UnsafeMutableRawBufferPointer(values)) }
             for j in 0..<threshold { values[j] = try Self.value(of: shards[j]) }
@@ -116,12 +116,16 @@ public struct NativeShamir: ShamirScheme {
 
     public func recover(threshold: Int, shards: [Shard]) throws(ShamirError) -> SecretBytes {
         try ShamirValidation.checkRecover(threshold: threshold, shards: shards)
-        var values = [PlainScalar]()
-        values.reserveCapacity(shards.count)
-        defer { values.wipeAll() }
-        for shard in shards { values.append(try Self.value(of: shard)) }
-        let weights = LagrangeCache.shared.weights(ids: shards.prefix(threshold).map(\.id))
-        return Self.secret(Self.combine(weights: weights, values: values))
+        // Every shard is read and checked (a bad one past the threshold is still
+        // refused); the values go to a temporary buffer (on the stack when
+        // small) that is wiped before it goes.
+        let sum: PlainScalar = try withUnsafeTemporaryAllocation(of: PlainScalar.self, capacity: shards.count) { (values) throws(ShamirError) in
+            defer { wipe(UnsafeMutableRawBufferPointer(values)) }
+            for j in 0..<shards.count { values[j] = try Self.value(of: shards[j]) }
+            let weights = LagrangeCache.shared.weights(ofFirst: threshold, of: shards)
+            return Self.combine(weights: weights, values: UnsafeBufferPointer(values))
+        }
+        return Self.secret(sum)
     }
 
     /// A shard's value as a scalar: exactly 32 bytes, canonical (below n) and

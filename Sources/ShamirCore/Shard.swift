@@ -63,15 +63,15 @@ public enum ShamirValidation {
     public static func checkRecover(threshold: Int, shards: [Shard]) throws(ShamirError) {
         guard threshold >= 1 else { throw .thresholdBelowOne(threshold) }
         guard shards.count >= threshold else { throw .tooFewShards(needed: threshold, got: shards.count) }
-        try checkDistinctNonZero(shards.map(\.id))
+        try checkDistinctNonZero(shards.lazy.map { $0.id })
     }
 
-    private static func checkDistinctNonZero(_ ids: [UInt64]) throws(ShamirError) {
+    private static func checkDistinctNonZero(_ ids: some Collection<UInt64>) throws(ShamirError) {
         // Few ids (the usual case): compare pairwise, no allocation.
         if ids.count <= 32 {
             for (position, id) in ids.enumerated() {
                 guard id != 0 else { throw .zeroShareID(position: position) }
-                for earlier in ids[..<position] where earlier == id { throw .duplicateShareID(id) }
+                for earlier in ids.prefix(position) where earlier == id { throw .duplicateShareID(id) }
             }
             return
         }
