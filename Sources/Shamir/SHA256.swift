@@ -39,14 +39,15 @@ enum SHA256 {
         0x748f_82ee, 0x78a5_636f, 0x84c8_7814, 0x8cc7_0208, 0x90be_fffa, 0xa450_6ceb, 0xbef9_a3f7, 0xc671_78f2,
     ]
 
-    /// Writes SHA-256(`message`) to `digest` (exactly 32 bytes). `message`
-    /// and `digest` may be the same memory: the digest is written last.
     /// Whether this CPU has the SHA extensions (`CSHA256`): the compression
     /// then takes about a tenth of the portable code's time. Both give the
     /// same digests (SHA256Tests runs each); tools/ct-check, under valgrind,
     /// which hides the extensions, checks the portable one.
     static let extensionsAvailable = csha256_hardware_available() == 1
 
+    /// Writes SHA-256(`message`) to `digest` (exactly 32 bytes). `message`
+    /// and `digest` may be the same memory: the digest is written last.
+    /// `useExtensions` is for tests, which run both compressions.
     static func hash(_ message: UnsafeRawBufferPointer, into digest: UnsafeMutableRawBufferPointer,
                      useExtensions: Bool = extensionsAvailable) {
         precondition(digest.count == digestByteCount, "SHA-256 digest buffer must be 32 bytes")

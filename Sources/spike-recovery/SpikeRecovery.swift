@@ -15,10 +15,10 @@ struct SpikeRecovery: AsyncParsableCommand {
     )
 }
 
-/// Human-readable output goes to stderr (cli.md); stdout is for --json and explicitly requested data.
-/// Lines for the operator (stderr) and for a supervisor (stdout), each one
-/// write(2) call: no Foundation on the path of the operational line, whose
-/// first use (FileHandle, Data from a String) costs runtime casts.
+/// Human-readable output goes to stderr (cli.md); stdout is for --json and
+/// explicitly requested data. Each line is one write(2) call: no Foundation on
+/// the path of the operational line, whose first use (FileHandle, Data from a
+/// String) costs runtime casts.
 enum Console {
     static func say(_ line: String) { write(STDERR_FILENO, line) }
     static func json(_ line: String) { write(STDOUT_FILENO, line) }
