@@ -13,9 +13,6 @@ public final class SpikeDatabaseWriter {
     let db: SQLiteConnection
     let key: SymmetricKey
 
-    /// Go SPIKE's schema (`SpikeDatabase.schema`).
-    public static var schema: String { SpikeDatabase.schema }
-
     /// A root key that is not 32 bytes (AES-256): refused before anything is written.
     public struct KeyLengthError: Error, Equatable, CustomStringConvertible {
         public let count: Int
@@ -30,7 +27,7 @@ public final class SpikeDatabaseWriter {
         db = try SQLiteConnection(path: path, mode: .readWriteCreate)
         key = rootKey.withUnsafeBytes { SymmetricKey(data: $0) }
         try db.execute("PRAGMA journal_mode=WAL;")
-        try db.execute(Self.schema)
+        try db.execute(SpikeDatabase.schema)
     }
 
     public struct Version {

@@ -49,27 +49,23 @@ final class LagrangeCache: @unchecked Sendable {
     /// Sets held now (tests).
     var count: Int { withLock { $0.count } }
 
-    func weights(ids: [UInt64]) -> [P256Scalar] {
-        weights(of: ids)
-    }
-
     /// The weights of the first `count` shards' ids: the set weighed last is
     /// recognised without an array or a hash (recover and split's self-check
     /// ask for the same set each time).
     func weights(ofFirst count: Int, of shards: [Shard]) -> [P256Scalar] {
         if let hit = lastWeights(count: count, id: { shards[$0].id }) { return hit }
-        return weights(of: shards.prefix(count).map { $0.id })
+        return weights(ids: shards.prefix(count).map { $0.id })
     }
 
     private func lastWeights(count: Int, id: (Int) -> UInt64) -> [P256Scalar]? {
-        pthread_mutex_lock(lock)
-        defer { pthread_mutex_unlock(lock) }
-        guard let last, last.ids.count == count else { return nil }
-        for i in 0..<count where last.ids[i] != id(i) { return nil }
-        return last.weights
+        withLock { _ in
+            guard let last, last.ids.count == count else { return nil }
+            for i in 0..<count where last.ids[i] != id(i) { return nil }
+            return last.weights
+        }
     }
 
-    private func weights(of ids: [UInt64]) -> [P256Scalar] {
+    func weights(ids: [UInt64]) -> [P256Scalar] {
         guard ids.count <= Self.largestCachedSet else { return P256Scalar.lagrangeWeightsAtZero(ids: ids) }
         let hit: [P256Scalar]? = withLock { table in
             guard let hit = table[ids] else { return nil }
