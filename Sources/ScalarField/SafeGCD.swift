@@ -5,7 +5,9 @@
 ///
 /// Values are held as five signed 62-bit limbs (`Signed62`): x = Σ limb_i·2^(62·i),
 /// limbs 0…3 in [0, 2^62) once normalised, limb 4 signed. 310 bits leave room
-/// for the sign and for the intermediate ranges below.
+/// for the sign and for the intermediate ranges below. f and g shrink as the
+/// divsteps go on, so they are kept in their low `length` limbs only (the top
+/// one signed, up to 64 bits): each batch then updates fewer limbs.
 enum SafeGCD {
     typealias Signed62 = (Int64, Int64, Int64, Int64, Int64)
 
@@ -42,18 +44,28 @@ enum SafeGCD {
         var f = modulus, g = signed62(a0, a1, a2, a3)
         var d: Signed62 = (0, 0, 0, 0, 0), e: Signed62 = (1, 0, 0, 0, 0)
         var eta: Int64 = -1
+        var length = 5
         var batches = 0
-        while !(g.0 == 0 && g.1 == 0 && g.2 == 0 && g.3 == 0 && g.4 == 0) {
+        while true {
             precondition(batches < batchLimit, "safegcd did not converge (broken invariant)")
             batches += 1
             let t = divsteps(&eta, UInt64(bitPattern: f.0), UInt64(bitPattern: g.0))
-            updateFG(&f, &g, t)
+            // f and g first: the next batch's divsteps wait on them, not on d and e.
+            let gIsZero = updateFG(&f, &g, t, length: &length)
             updateDE(&d, &e, t)
+            if gIsZero { break }
         }
-        // g = 0 leaves f = ±gcd(a, n) = ±1, and d·a ≡ f.
-        let fIsOne = f.0 == 1 && f.1 == 0 && f.2 == 0 && f.3 == 0 && f.4 == 0
-        // −1 with limbs 0–3 in [0, 2^62): every low limb all ones, the top one −1.
-        let fIsMinusOne = f.0 == limbMask && f.1 == limbMask && f.2 == limbMask && f.3 == limbMask && f.4 == -1
+        // g = 0 leaves f = ±gcd(a, n) = ±1, and d·a ≡ f. In `length` limbs, +1 is
+        // (1, 0, …, 0); −1 is all-ones low limbs under a top limb of −1.
+        let (fIsOne, fIsMinusOne) = withUnsafeBytes(of: f) { raw in
+            let limbs = raw.assumingMemoryBound(to: Int64.self)
+            var one = limbs[0] == 1, minusOne = limbs[0] == (length == 1 ? -1 : limbMask)
+            for i in 1..<length {
+                one = one && limbs[i] == 0
+                minusOne = minusOne && limbs[i] == (i == length - 1 ? -1 : limbMask)
+            }
+            return (one, minusOne)
+        }
         precondition(fIsOne || fIsMinusOne, "a value shares a factor with the prime n")
         return normalise(d, negate: fIsMinusOne)
     }
@@ -103,29 +115,47 @@ enum SafeGCD {
         return Matrix(u: Int64(bitPattern: u), v: Int64(bitPattern: v), q: Int64(bitPattern: q), r: Int64(bitPattern: r))
     }
 
-    /// (f, g) ← t·(f, g)/2^62; the low 62 bits of both products are zero by
-    /// construction of t, so the division is exact.
+    /// (f, g) ← t·(f, g)/2^62 over their low `length` limbs (the low 62 bits of
+    /// both products are zero by construction of t, so the division is exact).
+    /// Then, when the top limb of both holds nothing but sign (0 or −1), it is
+    /// folded into the limb below, which becomes the signed top one. Returns
+    /// whether g is now zero.
     @inline(__always)
-    static func updateFG(_ f: inout Signed62, _ g: inout Signed62, _ t: Matrix) {
-        let u = Int128(t.u), v = Int128(t.v), q = Int128(t.q), r = Int128(t.r)
-        var cf = u &* Int128(f.0) &+ v &* Int128(g.0)
-        var cg = q &* Int128(f.0) &+ r &* Int128(g.0)
-        assert(cf & Int128(limbMask) == 0 && cg & Int128(limbMask) == 0)
-        cf >>= 62; cg >>= 62
-        @inline(__always)
-        func limb(_ fi: Int64, _ gi: Int64) -> (Int64, Int64) {
-            cf &+= u &* Int128(fi) &+ v &* Int128(gi)
-            cg &+= q &* Int128(fi) &+ r &* Int128(gi)
-            let out = (Int64(truncatingIfNeeded: cf) & limbMask, Int64(truncatingIfNeeded: cg) & limbMask)
-            cf >>= 62; cg >>= 62
-            return out
+    static func updateFG(_ f: inout Signed62, _ g: inout Signed62, _ t: Matrix, length: inout Int) -> Bool {
+        let count = length
+        return withUnsafeMutableBytes(of: &f) { fRaw in
+            withUnsafeMutableBytes(of: &g) { gRaw in
+                let f = fRaw.assumingMemoryBound(to: Int64.self), g = gRaw.assumingMemoryBound(to: Int64.self)
+                let u = Int128(t.u), v = Int128(t.v), q = Int128(t.q), r = Int128(t.r)
+                var cf = u &* Int128(f[0]) &+ v &* Int128(g[0])
+                var cg = q &* Int128(f[0]) &+ r &* Int128(g[0])
+                assert(cf & Int128(limbMask) == 0 && cg & Int128(limbMask) == 0)
+                cf >>= 62; cg >>= 62
+                for i in 1..<count {
+                    cf &+= u &* Int128(f[i]) &+ v &* Int128(g[i])
+                    cg &+= q &* Int128(f[i]) &+ r &* Int128(g[i])
+                    f[i - 1] = Int64(truncatingIfNeeded: cf) & limbMask
+                    g[i - 1] = Int64(truncatingIfNeeded: cg) & limbMask
+                    cf >>= 62; cg >>= 62
+                }
+                // Neither |f| nor |g| ever exceeds n, so what is left above the lower limbs fits 64 bits.
+                let fTop = Int64(truncatingIfNeeded: cf), gTop = Int64(truncatingIfNeeded: cg)
+                f[count - 1] = fTop
+                g[count - 1] = gTop
+                if gTop == 0 {
+                    var rest: Int64 = 0
+                    for i in 0..<(count - 1) { rest |= g[i] }
+                    if rest == 0 { return true }
+                }
+                // x ^ (x >> 63) is zero exactly for 0 and −1.
+                if count > 1 && (fTop ^ (fTop >> 63)) | (gTop ^ (gTop >> 63)) == 0 {
+                    f[count - 2] |= fTop &<< 62
+                    g[count - 2] |= gTop &<< 62
+                    length = count - 1
+                }
+                return false
+            }
         }
-        (f.0, g.0) = limb(f.1, g.1)
-        (f.1, g.1) = limb(f.2, g.2)
-        (f.2, g.2) = limb(f.3, g.3)
-        (f.3, g.3) = limb(f.4, g.4)
-        f.4 = Int64(truncatingIfNeeded: cf)
-        g.4 = Int64(truncatingIfNeeded: cg)
     }
 
     /// (d, e) ← t·(d, e)/2^62 mod n: multiples md·n and me·n are added so the

@@ -139,7 +139,9 @@ func encode(_ s: P256Scalar) -> [UInt8] {
 
     /// safegcd on raw integers (`inverseOfPublic` hands it Montgomery limbs,
     /// which hide structure): powers of two (long runs of divsteps on zero
-    /// bits), n − 2^k (f ending at −1 as often as at +1), single words.
+    /// bits), n − 2^k (f ending at −1 as often as at +1), single words, and
+    /// random values of every length from 1 to 256 bits (f and g shrink limb
+    /// by limb, at a different batch each time).
     @Test func safegcdOnStructuredIntegers() {
         func bytes(_ l: (UInt64, UInt64, UInt64, UInt64)) -> [UInt8] {
             [l.3, l.2, l.1, l.0].flatMap { w in withUnsafeBytes(of: w.bigEndian) { Array($0) } }
@@ -158,6 +160,20 @@ func encode(_ s: P256Scalar) -> [UInt8] {
             if k < 255 { inputs.append(ReferenceField.neg(power)) }
         }
         inputs += [small(1), small(2), small(UInt64.max), below(1), below(2), [UInt8](repeating: 0x55, count: 32)]
+        var rng = TestRNG(seed: 0x5eed_0006)
+        for bits in 1...255 {
+            for _ in 0..<4 {
+                var value = [UInt8](repeating: 0, count: 32)
+                for i in 0..<32 { value[i] = UInt8(truncatingIfNeeded: rng.next()) }
+                // Keep the low `bits` bits, with the top one of them set (below n: bits ≤ 255).
+                for i in 0..<32 {
+                    let low = (31 - i) * 8
+                    if low >= bits { value[i] = 0 } else if low + 8 > bits { value[i] &= UInt8((1 << (bits - low)) - 1) }
+                }
+                value[31 - (bits - 1) / 8] |= 1 << UInt8((bits - 1) % 8)
+                inputs.append(value)
+            }
+        }
         for v in inputs {
             let inverse = SafeGCD.inverse(limbs(v).0, limbs(v).1, limbs(v).2, limbs(v).3)
             #expect(bytes(inverse) == ReferenceField.inverse(v)!, "safegcd differs from GMP on \(v)")
