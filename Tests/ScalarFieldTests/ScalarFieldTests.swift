@@ -140,7 +140,7 @@ func encode(_ s: P256Scalar) -> [UInt8] {
     /// safegcd on raw integers (`inverseOfPublic` hands it Montgomery limbs,
     /// which hide structure): powers of two (long runs of divsteps on zero
     /// bits), n − 2^k (f ending at −1 as often as at +1), single words, and
-    /// random values of every length from 1 to 256 bits (f and g shrink limb
+    /// random values of every length from 1 to 255 bits (f and g shrink limb
     /// by limb, at a different batch each time).
     @Test func safegcdOnStructuredIntegers() {
         func bytes(_ l: (UInt64, UInt64, UInt64, UInt64)) -> [UInt8] {
