@@ -295,6 +295,9 @@ public final class NexusRecovery: @unchecked Sendable {
         }
 
         if let done = try startRound() { return done }
+        // With the requests out, the store is opened while the handshakes run
+        // (StoreReader); the check at 7.2 still decides.
+        store.prepare()
         while let input = await iterator.next() {
             if let done = try await handle(input) { return done }
         }

@@ -278,3 +278,71 @@ let t0 = Date(timeIntervalSince1970: 1_764_000_000.123456789)
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["spike.db"])
     }
 }
+
+/// The connection opened ahead (`StoreReader.prepare`) answers as a fresh
+/// open of the path would: the same verdicts, and a file that was replaced,
+/// removed or never a database after (or before) preparing is met as it is now.
+@Suite struct StoreReaderTests {
+    func store(_ path: String, key: SecretBytes, policy: String) throws {
+        let w = try SpikeDatabaseWriter(path: path, rootKey: key)
+        try w.putPolicy(name: policy, spiffeIDPattern: ".*", pathPattern: ".*", permissions: ["read"], created: 1, updated: 1)
+    }
+
+    @Test func aPreparedConnectionChecksAndLoadsAsTheFileDoes() throws {
+        let f = try Fixture()
+        let key = randomKey()
+        try store(f.path, key: key, policy: "p")
+        let reader = StoreReader(path: f.path)
+        reader.prepareNow()
+        #expect(reader.isPrepared)
+        #expect(try reader.check(candidate: randomKey()) == .doesNotOpen(row: "policies[name=\"p\"]"))
+        #expect(try reader.check(candidate: key) == SpikeDatabase.check(path: f.path, candidate: key))
+        #expect(reader.isPrepared)
+        let state = try reader.load(rootKey: key)
+        #expect(state.databaseExists && state.policyCount == 1)
+        #expect(!reader.isPrepared)
+        reader.prepareNow()  // after the load nothing is opened again
+        #expect(!reader.isPrepared)
+    }
+
+    @Test func aFileReplacedAfterPreparingIsReadAsItIsNow() throws {
+        let f = try Fixture()
+        let old = randomKey(), new = randomKey()
+        try store(f.path, key: old, policy: "old")
+        let reader = StoreReader(path: f.path)
+        reader.prepareNow()
+        #expect(reader.isPrepared)
+        let other = f.dir.appendingPathComponent("other.db").path
+        try store(other, key: new, policy: "new")
+        #expect(rename(other, f.path) == 0)
+        #expect(try reader.check(candidate: new) == .opens(rows: ["policies[name=\"new\"]"]))
+        #expect(!reader.isPrepared)
+        #expect(try reader.check(candidate: old) == .doesNotOpen(row: "policies[name=\"new\"]"))
+    }
+
+    @Test func aFileRemovedAfterPreparingIsMissing() throws {
+        let f = try Fixture()
+        let key = randomKey()
+        try store(f.path, key: key, policy: "p")
+        let reader = StoreReader(path: f.path)
+        reader.prepareNow()
+        #expect(reader.isPrepared)
+        try FileManager.default.removeItem(atPath: f.path)
+        #expect(try reader.check(candidate: key) == .missing)
+        #expect(try reader.load(rootKey: key).databaseExists == false)
+    }
+
+    @Test func nothingIsPreparedFromAMissingFileOrOneThatIsNotADatabase() throws {
+        let f = try Fixture()
+        let reader = StoreReader(path: f.path)
+        reader.prepareNow()
+        #expect(!reader.isPrepared)
+        #expect(try reader.check(candidate: randomKey()) == .missing)
+        try Data(repeating: 0x41, count: 4096).write(to: URL(fileURLWithPath: f.path))
+        reader.prepareNow()
+        #expect(!reader.isPrepared)
+        var viaReader: BackingStoreError?
+        do { _ = try reader.check(candidate: randomKey()) } catch { viaReader = error }
+        #expect(viaReader == .notADatabase(path: f.path))
+    }
+}
