@@ -3,7 +3,7 @@ import SecureMemory
 
 /// The backing store as recovery sees it: check a candidate (7.2), load (9).
 public protocol StoreAccess: Sendable {
-    /// Called once the configuration is checked (step 3): start any set-up the
+    /// Called once the first round's requests are out: starts any set-up the
     /// check and load can use, without waiting for it and concluding nothing.
     func prepare()
     func check(candidate: SecretBytes) throws(BackingStoreError) -> SpikeDatabase.KeyCheck
