@@ -290,6 +290,7 @@ let t0 = Date(timeIntervalSince1970: 1_764_000_000.123456789)
 
     @Test func aPreparedConnectionChecksAndLoadsAsTheFileDoes() throws {
         let f = try Fixture()
+        defer { try? FileManager.default.removeItem(at: f.dir) }
         let key = randomKey()
         try store(f.path, key: key, policy: "p")
         let reader = StoreReader(path: f.path)
@@ -307,6 +308,7 @@ let t0 = Date(timeIntervalSince1970: 1_764_000_000.123456789)
 
     @Test func aFileReplacedAfterPreparingIsReadAsItIsNow() throws {
         let f = try Fixture()
+        defer { try? FileManager.default.removeItem(at: f.dir) }
         let old = randomKey(), new = randomKey()
         try store(f.path, key: old, policy: "old")
         let reader = StoreReader(path: f.path)
@@ -322,6 +324,7 @@ let t0 = Date(timeIntervalSince1970: 1_764_000_000.123456789)
 
     @Test func aFileRemovedAfterPreparingIsMissing() throws {
         let f = try Fixture()
+        defer { try? FileManager.default.removeItem(at: f.dir) }
         let key = randomKey()
         try store(f.path, key: key, policy: "p")
         let reader = StoreReader(path: f.path)
@@ -334,6 +337,7 @@ let t0 = Date(timeIntervalSince1970: 1_764_000_000.123456789)
 
     @Test func nothingIsPreparedFromAMissingFileOrOneThatIsNotADatabase() throws {
         let f = try Fixture()
+        defer { try? FileManager.default.removeItem(at: f.dir) }
         let reader = StoreReader(path: f.path)
         reader.prepareNow()
         #expect(!reader.isPrepared)
