@@ -288,14 +288,20 @@ let t0 = Date(timeIntervalSince1970: 1_764_000_000.123456789)
         try w.putPolicy(name: policy, spiffeIDPattern: ".*", pathPattern: ".*", permissions: ["read"], created: 1, updated: 1)
     }
 
+    /// A store with one policy under `key`, and a reader that has opened it ahead.
+    func prepared(_ f: Fixture, key: SecretBytes, policy: String) throws -> StoreReader {
+        try store(f.path, key: key, policy: policy)
+        let reader = StoreReader(path: f.path)
+        reader.prepareNow()
+        #expect(reader.isPrepared)
+        return reader
+    }
+
     @Test func aPreparedConnectionChecksAndLoadsAsTheFileDoes() throws {
         let f = try Fixture()
         defer { try? FileManager.default.removeItem(at: f.dir) }
         let key = randomKey()
-        try store(f.path, key: key, policy: "p")
-        let reader = StoreReader(path: f.path)
-        reader.prepareNow()
-        #expect(reader.isPrepared)
+        let reader = try prepared(f, key: key, policy: "p")
         #expect(try reader.check(candidate: randomKey()) == .doesNotOpen(row: "policies[name=\"p\"]"))
         #expect(try reader.check(candidate: key) == SpikeDatabase.check(path: f.path, candidate: key))
         #expect(reader.isPrepared)
@@ -310,10 +316,7 @@ let t0 = Date(timeIntervalSince1970: 1_764_000_000.123456789)
         let f = try Fixture()
         defer { try? FileManager.default.removeItem(at: f.dir) }
         let old = randomKey(), new = randomKey()
-        try store(f.path, key: old, policy: "old")
-        let reader = StoreReader(path: f.path)
-        reader.prepareNow()
-        #expect(reader.isPrepared)
+        let reader = try prepared(f, key: old, policy: "old")
         let other = f.dir.appendingPathComponent("other.db").path
         try store(other, key: new, policy: "new")
         #expect(rename(other, f.path) == 0)
@@ -326,10 +329,7 @@ let t0 = Date(timeIntervalSince1970: 1_764_000_000.123456789)
         let f = try Fixture()
         defer { try? FileManager.default.removeItem(at: f.dir) }
         let key = randomKey()
-        try store(f.path, key: key, policy: "p")
-        let reader = StoreReader(path: f.path)
-        reader.prepareNow()
-        #expect(reader.isPrepared)
+        let reader = try prepared(f, key: key, policy: "p")
         try FileManager.default.removeItem(atPath: f.path)
         #expect(try reader.check(candidate: key) == .missing)
         #expect(try reader.load(rootKey: key).databaseExists == false)
