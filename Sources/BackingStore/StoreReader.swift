@@ -12,7 +12,10 @@ import SecureMemory
 /// still names that file; otherwise it is dropped and the path is opened as
 /// if nothing had been prepared. Preparing concludes nothing: a failure leaves
 /// nothing prepared, and the check then opens the file itself and reports.
-/// The load takes the connection and closes it; nothing is prepared after it.
+/// The open runs outside `lock`, so a check never waits for one in progress
+/// (on a locked store that could be the busy timeout); it opens the path
+/// itself instead. The load takes the connection and closes it; nothing is
+/// prepared after it.
 public final class StoreReader: @unchecked Sendable {
     public let path: String
     private let lock = NSLock()
@@ -40,11 +43,11 @@ public final class StoreReader: @unchecked Sendable {
 
     /// `prepare`'s work, on the calling thread.
     func prepareNow() {
+        guard let before = FileIdentity(path), let db = try? SpikeDatabase.open(path), FileIdentity(path) == before else { return }
         lock.lock()
         defer { lock.unlock() }
-        guard prepared == nil, !loaded, let before = FileIdentity(path),
-              let db = try? SpikeDatabase.open(path), FileIdentity(path) == before else { return }
-        prepared = (db, before)
+        // After the load, or beside one prepared already, it is closed unused.
+        if prepared == nil && !loaded { prepared = (db, before) }
     }
 
     /// Whether a prepared connection is held (tests).
