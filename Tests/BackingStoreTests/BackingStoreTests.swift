@@ -158,8 +158,8 @@ let t0 = Date(timeIntervalSince1970: 1_764_000_000.123456789)
         try w.execute("UPDATE secrets SET nonce = X'010203' WHERE path = 'db/creds'")
         #expect(loadError(f, key) == .badNonce(row: "secrets[path=\"db/creds\", version=1]", length: 3))
         (f, key, w) = try seeded()
-        // Flip one ciphertext bit.
-        try w.execute("UPDATE secrets SET encrypted_data = CAST(X'00' AS BLOB) || substr(encrypted_data, 2) WHERE path = 'db/creds'")
+        // Change the first ciphertext byte: to 0x00, or to 0x01 where it is 0x00 already, so that the row always changes.
+        try w.execute("UPDATE secrets SET encrypted_data = CAST((CASE WHEN substr(encrypted_data, 1, 1) = X'00' THEN X'01' ELSE X'00' END) || substr(encrypted_data, 2) AS BLOB) WHERE path = 'db/creds'")
         #expect(loadError(f, key) == .tagMismatch(row: "secrets[path=\"db/creds\", version=1]"))
         (f, key, w) = try seeded()
         try w.execute("DROP TABLE policies")
