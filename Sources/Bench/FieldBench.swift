@@ -57,7 +57,7 @@ public enum FieldBench {
         })
 
         // Inversion: per element of a batch of 64 (Lagrange weights use the batch), one
-        // general (safegcd, variable-time) inversion, and GMP's mpz_invert. Both single
+        // general (Lehmer, variable-time) inversion, and GMP's mpz_invert. Both single
         // inversions take the same 64 random values in turn (one value inverted over and
         // over would let the branch predictor learn its path).
         let inverted = (0..<64).map { _ in rng.scalarBytes() }

@@ -1,15 +1,15 @@
 extension P256Scalar {
-    /// a⁻¹ mod n for a PUBLIC value — variable-time (safegcd, `SafeGCD`).
-    /// Returns zero for zero.
+    /// a⁻¹ mod n for a PUBLIC value — variable-time (Lehmer's extended
+    /// Euclid, `LehmerGCD`). Returns zero for zero.
     ///
     /// Only public values are inverted with it in this project: Lagrange
     /// denominators, built from share IDs. `fermatInverse` is the
     /// constant-time one, for anything secret.
     public func inverseOfPublic() -> P256Scalar {
         if w0 | w1 | w2 | w3 == 0 { return .zero }
-        // The limbs hold aR; safegcd gives (aR)⁻¹ as a plain integer, and one
+        // The limbs hold aR; Lehmer gives (aR)⁻¹ as a plain integer, and one
         // Montgomery product with R³ turns it into a⁻¹R: (aR)⁻¹·R³/R.
-        let y = SafeGCD.inverse(w0, w1, w2, w3)
+        let y = LehmerGCD.inverse(w0, w1, w2, w3)
         return P256Scalar.montgomeryProduct(P256Scalar(y.0, y.1, y.2, y.3), P256Scalar.r3)
     }
 

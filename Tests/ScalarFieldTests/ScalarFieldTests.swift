@@ -137,12 +137,13 @@ func encode(_ s: P256Scalar) -> [UInt8] {
         #expect(P256Scalar.zero.inverseOfPublic().isZeroMask == .max)
     }
 
-    /// safegcd on raw integers (`inverseOfPublic` hands it Montgomery limbs,
-    /// which hide structure): powers of two (long runs of divsteps on zero
-    /// bits), n − 2^k (f ending at −1 as often as at +1), single words, and
-    /// random values of every length from 1 to 255 bits (f and g shrink limb
-    /// by limb, at a different batch each time).
-    @Test func safegcdOnStructuredIntegers() {
+    /// The general inversion on raw integers (`inverseOfPublic` hands it
+    /// Montgomery limbs, which hide structure): powers of two and single words
+    /// (quotients far beyond one word: the long-division step), n − 2^k (the
+    /// cofactor's sign ending negative as often as positive), and random values
+    /// of every length from 1 to 255 bits (the rounds start from a different
+    /// limb each time).
+    @Test func generalInversionOnStructuredIntegers() {
         func bytes(_ l: (UInt64, UInt64, UInt64, UInt64)) -> [UInt8] {
             [l.3, l.2, l.1, l.0].flatMap { w in withUnsafeBytes(of: w.bigEndian) { Array($0) } }
         }
@@ -175,8 +176,8 @@ func encode(_ s: P256Scalar) -> [UInt8] {
             }
         }
         for v in inputs {
-            let inverse = SafeGCD.inverse(limbs(v).0, limbs(v).1, limbs(v).2, limbs(v).3)
-            #expect(bytes(inverse) == ReferenceField.inverse(v)!, "safegcd differs from GMP on \(v)")
+            let inverse = LehmerGCD.inverse(limbs(v).0, limbs(v).1, limbs(v).2, limbs(v).3)
+            #expect(bytes(inverse) == ReferenceField.inverse(v)!, "Lehmer differs from GMP on \(v)")
         }
     }
 
