@@ -219,7 +219,7 @@ let package = Package(
         .testTarget(
             name: "SpiffeIdentityTests",
             dependencies: [
-                "SpiffeIdentity", .product(name: "X509", package: "swift-certificates"), .product(name: "SwiftASN1", package: "swift-asn1"),
+                "SpiffeIdentity", "TestSupport", .product(name: "X509", package: "swift-certificates"), .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]),
         .testTarget(
@@ -240,7 +240,7 @@ let package = Package(
             ]),
         .testTarget(
             name: "BackingStoreTests",
-            dependencies: ["BackingStore", "BackingStoreWriter", "SecureMemory", .product(name: "Crypto", package: "swift-crypto")]),
+            dependencies: ["BackingStore", "BackingStoreWriter", "SecureMemory", "TestSupport", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(
             name: "RecoveryTests",
             dependencies: [
@@ -278,7 +278,7 @@ let package = Package(
         .testTarget(
             name: "BackingStoreWriterTests",
             dependencies: ["BackingStoreWriter", "BackingStore", "SecureMemory", "CSQLite"]),
-        .testTarget(name: "BreakGlassTests", dependencies: ["BreakGlass", "Shamir", "ShamirCore", "SpikeWire", "SecureMemory"]),
+        .testTarget(name: "BreakGlassTests", dependencies: ["BreakGlass", "Shamir", "ShamirCore", "SpikeWire", "SecureMemory", "TestSupport"]),
         .testTarget(
             name: "ProcessSupportTests",
             dependencies: ["ProcessSupport", "TestSupport", .product(name: "Logging", package: "swift-log")]),

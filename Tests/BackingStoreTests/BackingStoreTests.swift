@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import SecureMemory
 import Testing
+import TestSupport
 @testable import BackingStore
 @testable import BackingStoreWriter
 
@@ -22,7 +23,7 @@ struct Fixture {
     let dir: URL
     var path: String { dir.appendingPathComponent("data/spike.db").path }
     init() throws {
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID().uuidString)")
+        dir = try temporaryDirectory("store")
         try FileManager.default.createDirectory(at: dir.appendingPathComponent("data"), withIntermediateDirectories: true)
     }
 }

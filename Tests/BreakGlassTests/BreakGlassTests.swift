@@ -5,6 +5,7 @@ import Shamir
 import ShamirCore
 import SpikeWire
 import Testing
+import TestSupport
 
 /// Pilot's break-glass files on disk: what `shamir split|recover` and
 /// `nexus --restore` rely on.
@@ -12,8 +13,7 @@ import Testing
     let dir: String
 
     init() throws {
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("breakglass-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        dir = try temporaryDirectory("breakglass").path
     }
 
     func keyFile(_ key: SecretBytes) throws -> String {

@@ -169,8 +169,7 @@ func startServer(_ ids: Identities, source: any X509Source, policy: PeerPolicy, 
 
     init() throws {
         ids = try Identities()
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("mtls-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        dir = try temporaryDirectory("mtls")
         try ids.pki.writeBundle(into: dir)
         try ids.pki.write(path: "/spike/nexus", name: "nexus", into: dir)
         try ids.pki.write(path: "/spike/pilot/role/superuser", name: "pilot", into: dir)

@@ -60,7 +60,7 @@ final class World: @unchecked Sendable {
         self.threshold = threshold
         pki = try DevelopmentPKI()
         nexusSource = StaticX509Source(try pki.snapshot(path: "/spike/nexus"))
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("recovery-\(UUID().uuidString)")
+        dir = try temporaryDirectory("recovery")
         let writer = try SpikeDatabaseWriter(path: dir.appendingPathComponent("data/spike.db").path, rootKey: rootKey)
         let t = Date(timeIntervalSince1970: 1_764_000_000)
         for i in 0..<secrets {

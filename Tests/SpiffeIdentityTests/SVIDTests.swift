@@ -2,6 +2,7 @@ import Foundation
 import NIOConcurrencyHelpers
 import SwiftASN1
 import Testing
+import TestSupport
 import X509
 @testable import SpiffeIdentity
 
@@ -84,8 +85,7 @@ import X509
     let pki: DevelopmentPKI
 
     init() throws {
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("svid-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        dir = try temporaryDirectory("svid")
         pki = try DevelopmentPKI()
         try pki.write(path: "/spike/keeper/1", name: "svid", into: dir)
         try pki.writeBundle(into: dir)

@@ -203,9 +203,22 @@ public func eventually(_ timeout: TimeInterval = 20, _ condition: () -> Bool) as
     return condition()
 }
 
-/// A fresh directory under the system's temporary directory.
+/// A fresh directory under this test process's root (`testRoot`).
 public func temporaryDirectory(_ prefix: String = "test") throws -> URL {
-    let d = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
+    let d = URL(fileURLWithPath: testRoot).appendingPathComponent("\(prefix)-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
     return d
 }
+
+/// One directory per test process (`spike-recovery-tests-XXXXXX` under the
+/// system's temporary directory), removed when the process exits: fixtures
+/// hold development private keys, SVIDs and databases, which must not pile
+/// up in /tmp run after run.
+let testRoot: String = {
+    var template = Array((FileManager.default.temporaryDirectory.path + "/spike-recovery-tests-XXXXXX").utf8CString)
+    guard let made = mkdtemp(&template) else { fatalError("cannot create the tests' temporary directory") }
+    atexit(removeTestRoot)
+    return String(cString: made)
+}()
+
+private func removeTestRoot() { try? FileManager.default.removeItem(atPath: testRoot) }
