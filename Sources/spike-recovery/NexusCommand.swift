@@ -51,9 +51,18 @@ struct NexusCommand: AsyncParsableCommand {
         if let deadline, !(deadline > 0 && deadline < 1e7) { throw ValidationError("--deadline must be a positive number of seconds") }
     }
 
-    func run() async throws {
+    /// The warm-ups of a nexus process (`MTLSClient.startEarlyWarmUp`,
+    /// `RecoveryWarmUp`): fixed public inputs, no secret, no keeper, no store.
+    /// Started once; `SpikeRecovery.main` starts them before the command line
+    /// is parsed, `run` in case it did not.
+    static func startWarmUps() { _ = warmUpsStarted }
+    private static let warmUpsStarted: Void = {
         MTLSClient.startEarlyWarmUp()
         RecoveryWarmUp.start()
+    }()
+
+    func run() async throws {
+        Self.startWarmUps()
         let logger: Logger
         do {
             logger = try Settings.startProcess(label: "spike-nexus")

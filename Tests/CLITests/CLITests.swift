@@ -127,6 +127,14 @@ struct GoVectors: Decodable {
     }
 
     @Test func badFlagsAndSettingsAreOneClearLine() async throws {
+        // A nexus's warm-ups start before its command line is parsed (SpikeRecovery.main);
+        // the parse, its refusals and its help are still ArgumentParser's.
+        let unknown = try await cli(["nexus", "--no-such-flag"])
+        #expect(unknown.status == 64 && unknown.stderr.contains("Error: Unknown option '--no-such-flag'"), "\(unknown.stderr)")
+        let zero = try await cli(["nexus", "--deadline", "0"])
+        #expect(zero.status == 64 && zero.stderr.contains("Error: --deadline must be a positive number of seconds"), "\(zero.stderr)")
+        let help = try await cli(["nexus", "--help"])
+        #expect(help.status == 0 && help.stdout.contains("USAGE: spike-recovery nexus"), "\(help.stdout)")
         let r = try await cli(["nexus"], env: ["SPIKE_NEXUS_KEEPER_PEERS": "https://a:1,http://b:2"])
         #expect(r.status == 64)
         #expect(r.stderr.contains("SPIKE_NEXUS_KEEPER_PEERS: entry 2 is not an https://host[:port][/prefix] URL"))
