@@ -294,7 +294,7 @@ let package = Package(
         .testTarget(name: "BenchTests", dependencies: ["Bench"]),
         .testTarget(name: "FuzzCorpusTests", dependencies: ["FuzzTargets"]),
         .testTarget(name: "ShamirReferenceTests", dependencies: ["TestSupport", "ShamirReference", "ShamirCore", "SecureMemory"]),
-        .testTarget(name: "ScalarFieldTests", dependencies: ["ScalarField", "ShamirReference", "ShamirCore"]),
+        .testTarget(name: "ScalarFieldTests", dependencies: ["ScalarField", "ShamirReference", "ShamirCore", "TestSupport"]),
         .testTarget(
             name: "ShamirTests",
             dependencies: [

@@ -1,6 +1,7 @@
 import ShamirCore
 import ShamirReference
 import Testing
+import TestSupport
 @testable import ScalarField
 
 /// Deterministic test randomness, so a failure reproduces.
@@ -180,12 +181,8 @@ func encode(_ s: P256Scalar) -> [UInt8] {
         inputs += inputs.suffix(255 * 4).compactMap { ReferenceField.inverse($0) }
         // n/φ and n/φ² (rounded down): Euclid's first 184 quotients (after a 2
         // for n/φ²) are all 1, the most steps a round's word can take.
-        func hexBytes(_ hex: String) -> [UInt8] {
-            let digits = Array(hex.utf8)
-            return stride(from: 0, to: digits.count, by: 2).map { UInt8(String(decoding: digits[$0..<$0 + 2], as: UTF8.self), radix: 16)! }
-        }
         inputs += ["9e3779b8e113025d1289be03e89b83e97db92407d687d915d8e3686f247ce35f",
-                   "61c886461eecfda3ed7641fc17647c163f2dd6a5d08fc56f1ad66253d7e641f1"].map(hexBytes)
+                   "61c886461eecfda3ed7641fc17647c163f2dd6a5d08fc56f1ad66253d7e641f1"].map { TestSupport.bytes(hex: $0) }
         for v in inputs {
             let inverse = LehmerGCD.inverse(limbs(v).0, limbs(v).1, limbs(v).2, limbs(v).3)
             #expect(bytes(inverse) == ReferenceField.inverse(v)!, "Lehmer differs from GMP on \(v)")
