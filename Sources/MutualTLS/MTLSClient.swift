@@ -63,27 +63,30 @@ public final class MTLSClient: Sendable {
         self.maximumResponseBytes = maximumResponseBytes
     }
 
-    /// Builds this client's TLS context and verifies our own SVID against its
-    /// bundle, ahead of the first request. The Swift runtime sets up each
-    /// generic type of the TLS and X.509 paths on first use, by a linear scan
-    /// of the binary's conformance records; run as the process starts, on the
-    /// other core, that work is off the first handshake's path. Nothing is
+    /// Builds this client's TLS context ahead of the first request. Nothing is
     /// concluded from it: a failure here is met again, and reported, by the
-    /// request that needs the context or the check. It runs on the
-    /// verification queue, not the cooperative pool, so that the recovery's
-    /// own tasks do not wait for it.
+    /// request that needs the context. It runs on the verification queue, not
+    /// the cooperative pool, so that the recovery's own tasks do not wait for it.
     public func startWarmUp() {
-        Task(executorPreference: DispatchTaskExecutor.verification) { await self.warmUp() }
+        Task(executorPreference: DispatchTaskExecutor.verification) { _ = try? self.contexts.context() }
     }
 
-    /// The part of `startWarmUp` that needs no SVID: the threads of NIO's
-    /// process-wide event loop group (the one keeper and nexus use) and the
-    /// request pipeline's HTTP handlers. For the very start of a process, while
-    /// the other core reads the settings and the SVID.
+    /// The part of the warm-up that needs no SVID, for the very start of a
+    /// process while the other core parses the command line and reads the
+    /// settings: the threads of NIO's process-wide event loop group (the one
+    /// keeper and nexus use), a request's pipeline with its TLS handler (on a
+    /// context with no identity), and a peer check (`SVIDVerifier.warmUp`).
+    /// The Swift runtime sets up each generic type of those paths on first use,
+    /// by a linear scan of the binary's conformance records; paid here, the
+    /// scans are off the first handshakes' path. On the verification queue,
+    /// where the handshakes' peer checks run.
     public static func startEarlyWarmUp() {
         Task(executorPreference: DispatchTaskExecutor.verification) {
             _ = MultiThreadedEventLoopGroup.singleton
-            addRequestHandlers(tls: nil)
+            var anonymous = TLSConfiguration.makeClientConfiguration()
+            anonymous.trustRoots = .certificates([])  // not the system CA store: nothing is verified here
+            addRequestHandlers(tls: (try? NIOSSLContext(configuration: anonymous)).flatMap { try? NIOSSLClientHandler(context: $0, serverHostname: nil) })
+            await SVIDVerifier.warmUp()
         }
     }
 
@@ -98,14 +101,6 @@ public final class MTLSClient: Sendable {
                                                request: RequestBytes(head: HTTPRequestHead(version: .http1_1, method: .POST, uri: "/"), body: SecretBytes(zeroedCount: 1))))
         unused.fail(CancellationError())
         _ = try? channel.finish()
-    }
-
-    func warmUp() async {
-        if let context = try? contexts.context() {
-            Self.addRequestHandlers(tls: try? NIOSSLClientHandler(context: context, serverHostname: nil))
-        }
-        let own = source.current
-        _ = try? await SVIDVerifier.verify(chain: own.chainDER, bundles: own.bundles)
     }
 
     /// POSTs `body` (JSON) to `url` and returns the status and body. With

@@ -55,6 +55,9 @@ final class LogSink: @unchecked Sendable {
         var cachedPrefix = ""
     }
     private let state = NIOLockedValueBox(State())
+    /// Held by a flush from taking the lines to writing them, so that two
+    /// flushes cannot write their lines out of order; appends never wait on it.
+    private let writing = NIOLock()
     private let timer: DispatchSourceTimer
 
     /// `interval`: how long a batched line may wait (tests make it long, to see the batching).
@@ -86,24 +89,32 @@ final class LogSink: @unchecked Sendable {
 
     func append(_ line: String, urgent: Bool) {
         let full = state.withLockedValue { s in
-            s.buffer += Array(line.utf8)
+            s.buffer.append(contentsOf: line.utf8)
             return s.buffer.count >= 32 * 1024
         }
         if full || urgent { flush() }
     }
 
+    /// Takes the buffer's storage (a swap, not a copy: copying a shared array
+    /// and emptying the original would allocate a new 64 KiB buffer on every
+    /// flush, which the process's freed-heap fill then writes over twice),
+    /// writes it, and gives the storage back for the next lines.
     func flush() {
-        let pending: [UInt8] = state.withLockedValue { s in
-            defer { s.buffer.removeAll(keepingCapacity: true) }
-            return s.buffer
-        }
-        guard !pending.isEmpty else { return }
-        pending.withUnsafeBytes { raw in
-            var offset = 0
-            while offset < raw.count {
-                let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
-                if n <= 0 { break }
-                offset += n
+        writing.withLock {
+            var pending: [UInt8] = []
+            state.withLockedValue { swap(&pending, &$0.buffer) }
+            guard !pending.isEmpty else { return }
+            pending.withUnsafeBytes { raw in
+                var offset = 0
+                while offset < raw.count {
+                    let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
+                    if n <= 0 { break }
+                    offset += n
+                }
+            }
+            pending.removeAll(keepingCapacity: true)
+            state.withLockedValue { s in
+                if s.buffer.isEmpty && s.buffer.capacity < pending.capacity { swap(&pending, &s.buffer) }
             }
         }
     }

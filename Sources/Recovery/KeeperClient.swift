@@ -27,7 +27,7 @@ public struct MTLSKeeperClient: KeeperClient {
         self.pins = pins
     }
 
-    /// `MTLSClient.startWarmUp`: the TLS context and the SVID check's types, ready before the first request.
+    /// `MTLSClient.startWarmUp`: the TLS context, ready before the first request.
     public func startWarmUp() { client.startWarmUp() }
 
     public func fetchShard(url: String, deadline: Duration) async -> KeeperAnswer {

@@ -1,6 +1,7 @@
 import BackingStore
 import Dispatch
 import SecureMemory
+import Shamir
 import SpikeWire
 
 /// The first-use costs of a recovery's own path, paid ahead of it on a spare
@@ -17,6 +18,9 @@ public enum RecoveryWarmUp {
     /// executor, whose queue the handshakes' SVID checks use) and returns.
     public static func start() {
         DispatchQueue.global(qos: .userInitiated).async { run() }
+        // Step 3's deadline timer: the process's first `Task.sleep` looks up
+        // how the global executor schedules (a conformance scan).
+        Task { try? await Task.sleep(for: .nanoseconds(1)) }
     }
 
     static func run() {
@@ -30,6 +34,8 @@ public enum RecoveryWarmUp {
         tried.insert([1, 2])
         withExtendedLifetime((held, tried)) {}
         _ = idList([1, 2])
+        // Step 7.1: the rebuild's cache of Lagrange weights, by id set.
+        NativeShamir.warmUp()
         // Steps 7.2 and 9: SQLite, AES-GCM and the rows-to-state code, on an in-memory store.
         SpikeDatabase.warmUp()
     }

@@ -82,3 +82,15 @@ final class LagrangeCache: @unchecked Sendable {
         return computed
     }
 }
+
+extension NativeShamir {
+    /// Sets up the weights table's dictionary type, which the Swift runtime
+    /// does on first use by scanning the binary's conformance records, so that
+    /// a recovery's first rebuild does not pay for it. A local table with no
+    /// weights: no field arithmetic, nothing cached, nothing secret.
+    public static func warmUp() {
+        var table: [[UInt64]: [P256Scalar]] = [:]
+        table[[1, 2]] = []
+        withExtendedLifetime(table) {}
+    }
+}

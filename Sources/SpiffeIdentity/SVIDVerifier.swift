@@ -130,6 +130,16 @@ public enum SVIDVerifier {
         guard case .validCertificate(let validated) = result else { throw .chainDoesNotVerify }
         return VerifiedSVID(id: id, chain: Array(validated))
     }
+
+    /// Verifies `WarmUpChain`, a public chain of no real trust domain, at an
+    /// instant inside its validity. The Swift runtime sets up each generic type
+    /// of the X.509 and ASN.1 paths on first use by scanning the binary's
+    /// conformance records; paid here, at process start, those scans are off
+    /// the first handshakes' path. The outcome means nothing and is dropped.
+    public static func warmUp() async {
+        guard let ca = try? Certificate(derEncoded: WarmUpChain.ca) else { return }
+        _ = try? await verify(chain: [WarmUpChain.leaf], bundles: [WarmUpChain.trustDomain: [ca]], now: WarmUpChain.instant)
+    }
 }
 
 /// Lets an SVID mark its SAN critical (required when its subject is empty):

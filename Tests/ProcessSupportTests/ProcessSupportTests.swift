@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import Logging
 @testable import ProcessSupport
@@ -103,5 +104,31 @@ import TestSupport
         keeper.info("listening")
         sink.flush()
         #expect(drain(fds[0]).hasSuffix("info spike-keeper: listening\n"))
+    }
+
+    /// Flushes hand the buffer's storage out and back while other threads
+    /// append and flush: no line may be lost, doubled, torn or reordered.
+    @Test func concurrentLinesAreWrittenOnceEachInOrder() throws {
+        let path = try temporaryDirectory("log").appendingPathComponent("log").path
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        let sink = LogSink(fd: fd, interval: .milliseconds(1))
+        let threads = 4, lines = 2_000
+        DispatchQueue.concurrentPerform(iterations: threads) { t in
+            for i in 0..<lines { sink.append("thread \(t) line \(i)\n", urgent: i % 7 == 0) }
+        }
+        sink.flush()
+        let written = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n")
+        #expect(written.count == threads * lines)
+        var next = [Int](repeating: 0, count: threads)
+        for line in written {
+            let words = line.split(separator: " ")
+            guard words.count == 4, let t = Int(words[1]), let i = Int(words[3]), (0..<threads).contains(t) else {
+                Issue.record("torn line: \(line)"); return
+            }
+            #expect(i == next[t], "thread \(t): line \(i) where \(next[t]) was due")
+            next[t] = i + 1
+        }
     }
 }
