@@ -127,7 +127,11 @@ public final class MTLSHTTPServer: Sendable {
                     try sync.addHandler(RequestHandler(box: box, limits: limits, headClock: headClock, tooLarge: tooLargeResponse, respond: responder))
                 }
             }
-        let channel = try await bootstrap.bind(host: host, port: port).get()
+        // An address literal (the usual listen setting) is bound as it is: NIO's
+        // resolver runs getaddrinfo even for one (nsswitch.conf, /etc/hosts, an
+        // nscd attempt), on the nexus's path while its keeper handshakes run.
+        let literal = try? SocketAddress(ipAddress: host, port: port)
+        let channel = try await (literal.map { bootstrap.bind(to: $0) } ?? bootstrap.bind(host: host, port: port)).get()
         listening.withLockedValue { $0 = (channel, channel.localAddress?.port ?? port) }
     }
 

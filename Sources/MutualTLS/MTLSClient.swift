@@ -75,7 +75,9 @@ public final class MTLSClient: Sendable {
     /// process while the other core parses the command line and reads the
     /// settings: the threads of NIO's process-wide event loop group (the one
     /// keeper and nexus use), a request's pipeline with its TLS handler (on a
-    /// context with no identity), and a peer check (`SVIDVerifier.warmUp`).
+    /// context with no identity), a peer check (`SVIDVerifier.warmUp`), and
+    /// the types of a server and of an address literal (a nexus starts its
+    /// operator server while its keeper handshakes run).
     /// The Swift runtime sets up each generic type of those paths on first use,
     /// by a linear scan of the binary's conformance records; paid here, the
     /// scans are off the first handshakes' path. On the verification queue,
@@ -87,6 +89,8 @@ public final class MTLSClient: Sendable {
             anonymous.trustRoots = .certificates([])  // not the system CA store: nothing is verified here
             addRequestHandlers(tls: (try? NIOSSLContext(configuration: anonymous)).flatMap { try? NIOSSLClientHandler(context: $0, serverHostname: nil) })
             await SVIDVerifier.warmUp()
+            _ = MTLSHTTPServer(group: MultiThreadedEventLoopGroup.singleton)
+            _ = try? SocketAddress(ipAddress: "127.0.0.1", port: 0)
         }
     }
 

@@ -32,7 +32,7 @@ public final class MetricsEndpoint: Service, Sendable {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let readiness = ReadinessCheck()
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -40,7 +40,9 @@ public final class MetricsEndpoint: Service, Sendable {
                     try channel.pipeline.syncOperations.addHandler(MetricsHandler(registry: registry, readiness: readiness))
                 }
             }
-            .bind(host: address.host, port: address.port).get()
+        // An address literal is bound as it is, without getaddrinfo (MTLSHTTPServer.start says why).
+        let literal = try? SocketAddress(ipAddress: address.host, port: address.port)
+        let channel = try await (literal.map { bootstrap.bind(to: $0) } ?? bootstrap.bind(host: address.host, port: address.port)).get()
         return MetricsEndpoint(channel: channel, readiness: readiness)
     }
 

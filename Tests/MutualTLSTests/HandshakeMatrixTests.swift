@@ -91,6 +91,22 @@ func startServer(_ ids: Identities, source: any X509Source, policy: PeerPolicy, 
         #expect(counter.value == 3)
     }
 
+    /// An address literal is bound without the resolver, a name through it:
+    /// both serve.
+    @Test func listensOnAnAddressLiteralOrAName() async throws {
+        let client = MTLSClient(group: MultiThreadedEventLoopGroup.singleton, source: try ids.source("/spike/nexus"),
+                                serverPolicy: .roles([.keeper], trustRoots: ids.roots))
+        for host in ["127.0.0.1", "localhost"] {
+            let server = MTLSHTTPServer(group: MultiThreadedEventLoopGroup.singleton)
+            try await server.start(host: host, port: 0, source: try ids.source("/spike/keeper/1"), policy: .roles([.nexus], trustRoots: ids.roots),
+                                   tooLargeResponse: HTTPResponseData(status: .payloadTooLarge, body: []), onRefused: { _ in },
+                                   responder: .immediate { _ in HTTPResponseData(status: .ok, body: Array("{}".utf8)) })
+            let response = try await client.post("https://\(host):\(server.port)/x", json: Array("{}".utf8), deadline: .seconds(30))
+            #expect(response.status == 200, "\(host)")
+            await server.stop()
+        }
+    }
+
     @Test func nexusClientTalksOnlyToKeepers() async throws {
         let counter = Counter()
         let nexus = try ids.source("/spike/nexus")
