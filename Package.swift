@@ -188,7 +188,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
-            ]),
+            ],
+            // --static-swift-stdlib's link line exports every symbol (-export-dynamic):
+            // about 35,000 dynamic symbols, which the loader's look-ups and each dladdr
+            // walk at every process start. Nothing looks our symbols up at run time,
+            // so the release binary exports none (README, Start-up).
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--no-export-dynamic"], .when(configuration: .release))]),
 
         // Load client for the Keeper benchmark (README); loopback only.
         .executableTarget(
