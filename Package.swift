@@ -2,8 +2,9 @@
 import PackageDescription
 
 // Targets, ground floor first (see README "Layout"): nothing depends upward,
-// only the CLI knows every target. No target sets unsafe flags, so the
-// library products can be depended on (tools/shamir-consumer checks it).
+// only the CLI knows every target. No target of a library product sets unsafe
+// flags, so those products can be depended on (tools/shamir-consumer builds
+// on Shamir); only the CLI executable has one, a release link flag.
 //
 // Platforms: Linux only (Glibc, prctl, mlockall); SwiftPM has no Linux entry
 // for `platforms`, so none is declared rather than an Apple one that is untrue.

@@ -56,7 +56,8 @@ final class LogSink: @unchecked Sendable {
     }
     private let state = NIOLockedValueBox(State())
     /// Held by a flush from taking the lines to writing them, so that two
-    /// flushes cannot write their lines out of order; appends never wait on it.
+    /// flushes cannot write their lines out of order. Adding a line to the
+    /// buffer never waits on it; an urgent line's own flush does.
     private let writing = NIOLock()
     private let timer: DispatchSourceTimer
 
@@ -95,6 +96,9 @@ final class LogSink: @unchecked Sendable {
         if full || urgent { flush() }
     }
 
+    /// The buffer's reserved size, for tests of `flush`'s hand-back.
+    var bufferCapacity: Int { state.withLockedValue { $0.buffer.capacity } }
+
     /// Takes the buffer's storage (a swap, not a copy: copying a shared array
     /// and emptying the original would allocate a new 64 KiB buffer on every
     /// flush, which the process's freed-heap fill then writes over twice),
@@ -102,8 +106,14 @@ final class LogSink: @unchecked Sendable {
     func flush() {
         writing.withLock {
             var pending: [UInt8] = []
-            state.withLockedValue { swap(&pending, &$0.buffer) }
-            guard !pending.isEmpty else { return }
+            // An empty buffer stays where it is, with its storage: the timer's
+            // ticks find it empty most of the time.
+            let took = state.withLockedValue { s in
+                guard !s.buffer.isEmpty else { return false }
+                swap(&pending, &s.buffer)
+                return true
+            }
+            guard took else { return }
             pending.withUnsafeBytes { raw in
                 var offset = 0
                 while offset < raw.count {

@@ -18,8 +18,8 @@ public enum RecoveryWarmUp {
     /// executor, whose queue the handshakes' SVID checks use) and returns.
     public static func start() {
         DispatchQueue.global(qos: .userInitiated).async { run() }
-        // Step 3's deadline timer: the process's first `Task.sleep` looks up
-        // how the global executor schedules (a conformance scan).
+        // The process's first `Task.sleep` (`--deadline`'s timer, the retry
+        // waits) looks up how the executor schedules: a conformance scan.
         Task { try? await Task.sleep(for: .nanoseconds(1)) }
     }
 

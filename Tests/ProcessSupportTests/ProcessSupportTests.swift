@@ -106,6 +106,23 @@ import TestSupport
         #expect(drain(fds[0]).hasSuffix("info spike-keeper: listening\n"))
     }
 
+    /// The buffer keeps its reserved storage: an idle flush (the timer's usual
+    /// tick) leaves it alone, and a flush that wrote lines gives it back.
+    @Test func flushesKeepTheBuffersStorage() throws {
+        var fds: [Int32] = [0, 0]
+        try #require(pipe(&fds) == 0)
+        defer { close(fds[0]); close(fds[1]) }
+        _ = fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK)
+        let sink = LogSink(fd: fds[1], interval: .seconds(3600))
+        let reserved = sink.bufferCapacity
+        #expect(reserved >= 1 << 16)
+        sink.flush()
+        #expect(sink.bufferCapacity == reserved, "an idle flush dropped the buffer's storage")
+        sink.append("step 12 operational\n", urgent: true)
+        #expect(drain(fds[0]) == "step 12 operational\n")
+        #expect(sink.bufferCapacity == reserved, "a flush did not give the storage back")
+    }
+
     /// Flushes hand the buffer's storage out and back while other threads
     /// append and flush: no line may be lost, doubled, torn or reordered.
     @Test func concurrentLinesAreWrittenOnceEachInOrder() throws {

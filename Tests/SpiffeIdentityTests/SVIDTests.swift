@@ -24,17 +24,18 @@ import X509
     }
 
     /// The warm-up must walk the whole accepting path (every extension, the
-    /// signature, the policies), not stop at an early refusal; and its chain
-    /// is trusted by nothing but its own, unreal, trust domain.
+    /// signature, the policies), not stop at an early refusal; and its leaf
+    /// verifies only under its own CA: another CA given for the same trust
+    /// domain refuses it.
     @Test func warmUpChainVerifiesOnlyAsItsOwn() async throws {
         let ca = try Certificate(derEncoded: WarmUpChain.ca)
         let verified = try await SVIDVerifier.verify(chain: [WarmUpChain.leaf], bundles: [WarmUpChain.trustDomain: [ca]], now: WarmUpChain.instant)
         #expect(verified.id.description == "spiffe://warm-up.invalid/spike/nexus")
         #expect(verified.chain.count == 2)
-        await #expect(throws: SVIDError.noBundle(trustDomain: WarmUpChain.trustDomain)) {
-            try await SVIDVerifier.verify(chain: [WarmUpChain.leaf], bundles: bundles, now: WarmUpChain.instant)
+        await #expect(throws: SVIDError.chainDoesNotVerify) {
+            try await SVIDVerifier.verify(chain: [WarmUpChain.leaf], bundles: [WarmUpChain.trustDomain: [pki.caCertificate]],
+                                          now: WarmUpChain.instant)
         }
-        await SVIDVerifier.warmUp()
     }
 
     @Test func refusesEachBrokenRule() async {
