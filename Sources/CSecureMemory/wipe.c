@@ -80,12 +80,17 @@ int csm_lock_all_memory(void) {
 static void csm_fatal_signal(int sig) {
     static const char head[] = "spike-recovery: fatal signal ";
     static const char tail[] = " (no backtrace and no core dump: this process holds secrets)\n";
+    /* One write(2) of the whole line: other threads may be writing log lines to
+     * the same pipe, and a write of under PIPE_BUF bytes is not interleaved. */
+    char line[sizeof head - 1 + 4 + sizeof tail - 1];
     char digits[4];
     int n = 0, v = sig;
     do { digits[3 - n++] = (char)('0' + v % 10); v /= 10; } while (v > 0 && n < 4);
-    ssize_t ignored = write(2, head, sizeof head - 1);
-    ignored = write(2, digits + 4 - n, (size_t)n);
-    ignored = write(2, tail, sizeof tail - 1);
+    size_t length = 0;
+    for (size_t i = 0; i < sizeof head - 1; i++) line[length++] = head[i];
+    for (int i = 4 - n; i < 4; i++) line[length++] = digits[i];
+    for (size_t i = 0; i < sizeof tail - 1; i++) line[length++] = tail[i];
+    ssize_t ignored = write(2, line, length);
     (void)ignored;
     signal(sig, SIG_DFL);
     raise(sig);
