@@ -25,7 +25,9 @@ final class LagrangeCache: @unchecked Sendable {
     /// ThreadSanitizer sees its hand-offs, while a contended Mutex is passed on
     /// inside uninstrumented futex calls and reported as a race
     /// (tools/tsan-suppressions.txt says more).
-    private var table: [[UInt64]: [P256Scalar]] = [:]
+    /// Weights by id set; `NativeShamir.warmUp` sets this type up ahead.
+    typealias Table = [[UInt64]: [P256Scalar]]
+    private var table: Table = [:]
     /// Guarded by `lock`: the set weighed last, which a Nexus asks for again
     /// and again; matched against the caller's ids without building a key.
     private var last: (ids: [UInt64], weights: [P256Scalar])?
@@ -89,7 +91,7 @@ extension NativeShamir {
     /// a recovery's first rebuild does not pay for it. A local table with no
     /// weights: no field arithmetic, nothing cached, nothing secret.
     public static func warmUp() {
-        var table: [[UInt64]: [P256Scalar]] = [:]
+        var table: LagrangeCache.Table = [:]
         table[[1, 2]] = []
         withExtendedLifetime(table) {}
     }

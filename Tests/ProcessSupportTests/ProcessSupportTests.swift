@@ -48,6 +48,14 @@ import TestSupport
 /// Request lines wait in the buffer; state changes (and warnings) go out at
 /// once and take what waited with them, in order.
 @Suite struct LineLogHandlerTests {
+    /// A pipe whose read end (fds[0]) `drain` can empty without blocking.
+    func pipeWithNonBlockingReadEnd() throws -> [Int32] {
+        var fds: [Int32] = [0, 0]
+        try #require(pipe(&fds) == 0)
+        _ = fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK)
+        return fds
+    }
+
     /// What the pipe holds now (non-blocking).
     func drain(_ fd: Int32) -> String {
         var out: [UInt8] = []
@@ -86,10 +94,8 @@ import TestSupport
     }
 
     @Test func stateChangesAreWrittenAtOnceRequestLinesBatched() throws {
-        var fds: [Int32] = [0, 0]
-        try #require(pipe(&fds) == 0)
+        let fds = try pipeWithNonBlockingReadEnd()
         defer { close(fds[0]); close(fds[1]) }
-        _ = fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK)
         let sink = LogSink(fd: fds[1], interval: .seconds(3600))
         let keeper = Logger(label: "spike-keeper") { LineLogHandler(label: $0, level: .info, batched: true, sink: sink) }
         let nexus = Logger(label: "spike-nexus") { LineLogHandler(label: $0, level: .info, batched: false, sink: sink) }
@@ -109,10 +115,8 @@ import TestSupport
     /// The buffer keeps its reserved storage: an idle flush (the timer's usual
     /// tick) leaves it alone, and a flush that wrote lines gives it back.
     @Test func flushesKeepTheBuffersStorage() throws {
-        var fds: [Int32] = [0, 0]
-        try #require(pipe(&fds) == 0)
+        let fds = try pipeWithNonBlockingReadEnd()
         defer { close(fds[0]); close(fds[1]) }
-        _ = fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK)
         let sink = LogSink(fd: fds[1], interval: .seconds(3600))
         let reserved = sink.bufferCapacity
         #expect(reserved >= 1 << 16)
