@@ -77,7 +77,7 @@ public final class MTLSClient: Sendable {
     /// keeper and nexus use), a request's pipeline with its TLS handler (on a
     /// context with no identity), a peer check (`SVIDVerifier.warmUp`), and
     /// the types of a server and of an address literal (a nexus starts its
-    /// operator server while its keeper handshakes run).
+    /// operator server while its keeper handshakes run), and a refused connect.
     /// The Swift runtime sets up each generic type of those paths on first use,
     /// by a linear scan of the binary's conformance records; paid here, the
     /// scans are off the first handshakes' path. On the verification queue,
@@ -90,7 +90,30 @@ public final class MTLSClient: Sendable {
             addRequestHandlers(tls: (try? NIOSSLContext(configuration: anonymous)).flatMap { try? NIOSSLClientHandler(context: $0, serverHostname: nil) })
             await SVIDVerifier.warmUp()
             _ = MTLSHTTPServer(group: MultiThreadedEventLoopGroup.singleton)
-            _ = try? SocketAddress(ipAddress: "127.0.0.1", port: 0)
+            await refusedConnect()
+        }
+    }
+
+    /// A connect that cannot succeed: nothing can listen on port 0, so the
+    /// loopback refuses it and no peer ever sees it. It takes a request's own
+    /// path up to the handshake (the client bootstrap with a request's options,
+    /// the socket channel, its initializer, registration and the connect),
+    /// whose types the runtime would otherwise set up while the first
+    /// `connect(2)` to a keeper waits. Returns whether it was refused.
+    @discardableResult
+    static func refusedConnect() async -> Bool {
+        guard let nowhere = try? SocketAddress(ipAddress: "127.0.0.1", port: 0) else { return false }
+        do {
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connectTimeout(.seconds(1))
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelOption(.allocator, value: WipingAllocator.shared)
+                .channelInitializer { $0.eventLoop.makeSucceededVoidFuture() }
+                .connect(to: nowhere).get()
+            try? await channel.close()
+            return false
+        } catch {
+            return true
         }
     }
 

@@ -113,6 +113,12 @@ func startServer(_ ids: Identities, source: any X509Source, policy: PeerPolicy, 
         }
     }
 
+    /// The start-up warm-up's connect goes to a port nothing can listen on:
+    /// the loopback refuses it, so it reaches no peer.
+    @Test func theWarmUpConnectIsRefused() async {
+        #expect(await MTLSClient.refusedConnect())
+    }
+
     @Test func nexusClientTalksOnlyToKeepers() async throws {
         let counter = Counter()
         let nexus = try ids.source("/spike/nexus")
