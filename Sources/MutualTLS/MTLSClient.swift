@@ -117,7 +117,10 @@ public final class MTLSClient: Sendable {
         }
     }
 
-    /// The handlers of a request's pipeline, on a channel that never connects.
+    /// The handlers of a request's pipeline, on an in-memory channel. Made
+    /// active, the TLS handler starts its handshake: it draws its key shares
+    /// (ML-KEM and X25519) and writes a ClientHello into that memory, which is
+    /// dropped; no socket is involved.
     static func addRequestHandlers(tls: NIOSSLClientHandler?) {
         let channel = EmbeddedChannel()
         let sync = channel.pipeline.syncOperations
@@ -126,6 +129,7 @@ public final class MTLSClient: Sendable {
         let unused = channel.eventLoop.makePromise(of: (Int, SecretBytes).self)
         try? sync.addHandler(ResponseCollector(promise: unused, limit: 1,
                                                request: RequestBytes(head: HTTPRequestHead(version: .http1_1, method: .POST, uri: "/"), body: SecretBytes(zeroedCount: 1))))
+        if let nowhere = try? SocketAddress(ipAddress: "127.0.0.1", port: 0) { _ = channel.connect(to: nowhere) }
         unused.fail(CancellationError())
         _ = try? channel.finish()
     }
