@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 @testable import MutualTLS
 import NIOConcurrencyHelpers
@@ -111,6 +112,18 @@ func startServer(_ ids: Identities, source: any X509Source, policy: PeerPolicy, 
             await server.stop()
             #expect(status == 200, "\(host)")
         }
+    }
+
+    /// Peer checks take the two verification queues in turn, and work held on
+    /// one does not hold up the other: each side here waits for the other's signal.
+    @Test func theTwoVerificationQueuesRunAtOnce() async {
+        let first = DispatchSemaphore(value: 0), second = DispatchSemaphore(value: 0)
+        let queues = DispatchTaskExecutor.verificationQueues
+        #expect(queues.count == 2 && queues[0] !== queues[1])
+        let a = Task(executorPreference: queues[0]) { first.signal(); return second.wait(timeout: .now() + 10) == .success }
+        let b = Task(executorPreference: queues[1]) { second.signal(); return first.wait(timeout: .now() + 10) == .success }
+        #expect(await a.value)
+        #expect(await b.value)
     }
 
     /// The start-up warm-up's connect goes to a port nothing can listen on:
