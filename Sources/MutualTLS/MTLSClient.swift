@@ -75,12 +75,12 @@ public final class MTLSClient: Sendable {
     /// process while the other core parses the command line and reads the
     /// settings: the threads of NIO's process-wide event loop group (the one
     /// keeper and nexus use), a request's pipeline with its TLS handler (on a
-    /// context with no identity), a peer check (`SVIDVerifier.warmUp`), and
-    /// the types of a server and of an address literal (a nexus starts its
+    /// context with no identity) up to its ClientHello, a peer check
+    /// (`SVIDVerifier.warmUp`), the type of a server (a nexus starts its
     /// operator server while its keeper handshakes run), and a refused connect.
     /// The Swift runtime sets up each generic type of those paths on first use,
     /// by a linear scan of the binary's conformance records; paid here, the
-    /// scans are off the first handshakes' path. On the verification queue,
+    /// scans are off the first handshakes' path. On a verification queue,
     /// where the handshakes' peer checks run.
     public static func startEarlyWarmUp() {
         Task(executorPreference: DispatchTaskExecutor.verification) {
