@@ -93,7 +93,15 @@ public final class MTLSHTTPServer: Sendable {
     public func start(host: String, port: Int, source: any X509Source, policy: PeerPolicy, limits: Limits = Limits(),
                       tooLargeResponse: HTTPResponseData, onRefused: @escaping @Sendable (String) -> Void,
                       responder: Responder) async throws {
-        let contexts = TLSContextCache(source: source, side: .server)
+        try await start(host: host, port: port, tls: ServerTLSContexts(source: source), policy: policy, limits: limits,
+                        tooLargeResponse: tooLargeResponse, onRefused: onRefused, responder: responder)
+    }
+
+    /// `start` with TLS contexts made beforehand (`ServerTLSContexts.startWarmUp`).
+    public func start(host: String, port: Int, tls: ServerTLSContexts, policy: PeerPolicy, limits: Limits = Limits(),
+                      tooLargeResponse: HTTPResponseData, onRefused: @escaping @Sendable (String) -> Void,
+                      responder: Responder) async throws {
+        let contexts = tls.cache, source = contexts.source
         _ = try contexts.context()  // fail now, not on the first connection, if the SVID is unusable
         let connections = self.connections
         let refused = RefusalNotices(interval: limits.refusalNoticeInterval, loop: group.next(), emit: onRefused)

@@ -128,6 +128,26 @@ final class TLSContextCache: Sendable {
     }
 }
 
+/// A server's TLS contexts for one X509Source, made before the server
+/// starts: `startWarmUp` builds the first on a verification queue, so that a
+/// nexus has its operator server's context before its keeper handshakes run,
+/// instead of building it beside them. The server still asks for the context
+/// when it starts (an unusable SVID fails the start) and at each connection
+/// (a rotated SVID is taken at once).
+public final class ServerTLSContexts: Sendable {
+    let cache: TLSContextCache
+
+    public init(source: any X509Source) {
+        cache = TLSContextCache(source: source, side: .server)
+    }
+
+    /// Builds the context in the background. Nothing is concluded from it: a
+    /// failure here is met again, and reported, when the server starts.
+    public func startWarmUp() {
+        Task(executorPreference: DispatchTaskExecutor.verification) { _ = try? self.cache.context() }
+    }
+}
+
 /// The SVID's leaf has expired and the source has no newer one.
 public struct SVIDExpired: Error, CustomStringConvertible {
     public let id: SpiffeID

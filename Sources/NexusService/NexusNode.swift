@@ -19,6 +19,9 @@ public final class NexusNode: Sendable {
     public let client: MTLSKeeperClient
     public let store: SQLiteStore
     public let distributor: ShardDistributor
+    /// The operator server's TLS contexts, made with the node so that they can
+    /// be built before the recovery starts (`ServerTLSContexts.startWarmUp`).
+    public let operatorTLS: ServerTLSContexts
     public let logger: Logger
 
     public init(config: RecoveryConfiguration, trustRoots: TrustRoots, source: any X509Source, logger: Logger) {
@@ -30,6 +33,7 @@ public final class NexusNode: Sendable {
                                   pins: config.pinnedKeeperIDs)
         store = SQLiteStore(path: config.databasePath)
         distributor = ShardDistributor(config: config, client: client, holder: holder, logger: logger)
+        operatorTLS = ServerTLSContexts(source: source)
     }
 
     public func makeRecovery(trace: TraceRecorder) -> NexusRecovery {
@@ -42,7 +46,7 @@ public final class NexusNode: Sendable {
     }
 
     public func makeOperatorServer(recovery: NexusRecovery) -> OperatorServer {
-        OperatorServer(routes: OperatorRoutes(recovery: recovery, trustRoots: trustRoots), source: source, logger: logger)
+        OperatorServer(routes: OperatorRoutes(recovery: recovery, trustRoots: trustRoots), tls: operatorTLS, logger: logger)
     }
 }
 
@@ -122,13 +126,13 @@ public final class RecoveryService: Service, Sendable {
 /// what is in flight (bounded) before it returns.
 public final class OperatorServer: Service, Sendable {
     let routes: OperatorRoutes
-    let source: any X509Source
+    let tls: ServerTLSContexts
     let logger: Logger
     let server = MTLSHTTPServer(group: MultiThreadedEventLoopGroup.singleton)
 
-    init(routes: OperatorRoutes, source: any X509Source, logger: Logger) {
+    init(routes: OperatorRoutes, tls: ServerTLSContexts, logger: Logger) {
         self.routes = routes
-        self.source = source
+        self.tls = tls
         self.logger = logger
     }
 
@@ -139,7 +143,7 @@ public final class OperatorServer: Service, Sendable {
         var limits = MTLSHTTPServer.Limits()
         limits.maximumConnections = maximumConnections
         try await server.start(
-            host: host, port: port, source: source,
+            host: host, port: port, tls: tls,
             policy: PeerPolicy(name: "a SPIFFE ID of a trusted domain") { _ in true }, limits: limits,
             tooLargeResponse: HTTPResponseData(status: .payloadTooLarge, body: OperatorRoutes.tooLarge.body),
             onRefused: { logger.notice("operator TLS handshake refused: \($0)") },

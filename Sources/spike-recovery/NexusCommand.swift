@@ -84,9 +84,10 @@ struct NexusCommand: AsyncParsableCommand {
         }
         let node = NexusNode(config: settings.config, trustRoots: settings.roots, source: settings.source, logger: logger)
         defer { node.holder.wipe() }
-        // The keeper client's TLS context is built on the other core while the
-        // rest of start-up runs (MTLSClient.startWarmUp says why).
+        // The keeper client's and the operator server's TLS contexts are built on
+        // the other core while the rest of start-up runs (MTLSClient.startWarmUp says why).
         node.client.startWarmUp()
+        node.operatorTLS.startWarmUp()
         // Restore files are read before anything listens: a bad file is a clear error, nothing else happens.
         let files: [Shard]
         do {

@@ -114,6 +114,29 @@ func startServer(_ ids: Identities, source: any X509Source, policy: PeerPolicy, 
         }
     }
 
+    /// A server started on TLS contexts built beforehand (as a nexus builds its
+    /// operator server's) serves as one that builds its own.
+    @Test func aServerStartsOnContextsBuiltBeforehand() async throws {
+        let tls = ServerTLSContexts(source: try ids.source("/spike/keeper/1"))
+        tls.startWarmUp()
+        let client = MTLSClient(group: MultiThreadedEventLoopGroup.singleton, source: try ids.source("/spike/nexus"),
+                                serverPolicy: .roles([.keeper], trustRoots: ids.roots))
+        let server = MTLSHTTPServer(group: MultiThreadedEventLoopGroup.singleton)
+        try await server.start(host: "127.0.0.1", port: 0, tls: tls, policy: .roles([.nexus], trustRoots: ids.roots),
+                               tooLargeResponse: HTTPResponseData(status: .payloadTooLarge, body: []), onRefused: { _ in },
+                               responder: .immediate { _ in HTTPResponseData(status: .ok, body: Array("{}".utf8)) })
+        let response: MTLSClient.Response
+        do {
+            response = try await client.post("https://127.0.0.1:\(server.port)/x", json: Array("{}".utf8), deadline: .seconds(30))
+        } catch {
+            await server.stop()
+            throw error
+        }
+        await server.stop()
+        #expect(response.status == 200)
+        #expect(response.peer.description == "spiffe://\(ids.pki.trustDomain)/spike/keeper/1")
+    }
+
     /// Peer checks take the two verification queues in turn, and work held on
     /// one does not hold up the other: each side here waits for the other's signal.
     @Test func theTwoVerificationQueuesRunAtOnce() async {
