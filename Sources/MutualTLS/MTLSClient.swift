@@ -65,11 +65,9 @@ public final class MTLSClient: Sendable {
 
     /// Builds this client's TLS context ahead of the first request. Nothing is
     /// concluded from it: a failure here is met again, and reported, by the
-    /// request that needs the context. It runs on the verification queue, not
+    /// request that needs the context. It runs on a verification queue, not
     /// the cooperative pool, so that the recovery's own tasks do not wait for it.
-    public func startWarmUp() {
-        Task(executorPreference: DispatchTaskExecutor.verification) { _ = try? self.contexts.context() }
-    }
+    public func startWarmUp() { contexts.startWarmUp() }
 
     /// The part of the warm-up that needs no SVID, for the very start of a
     /// process while the other core parses the command line and reads the
@@ -94,6 +92,18 @@ public final class MTLSClient: Sendable {
         }
     }
 
+    /// A request's bootstrap before its pipeline: the refused connect of the
+    /// warm-up takes the same, so that it sets up the same types.
+    static func requestBootstrap(group: EventLoopGroup, timeout: TimeAmount) -> ClientBootstrap {
+        ClientBootstrap(group: group)
+            .connectTimeout(timeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.allocator, value: WipingAllocator.shared)
+    }
+
+    /// 127.0.0.1, port 0: nothing can listen there.
+    static let nowhere = try? SocketAddress(ipAddress: "127.0.0.1", port: 0)
+
     /// A connect that cannot succeed: nothing can listen on port 0, so the
     /// loopback refuses it and no peer ever sees it. It takes a request's own
     /// path up to the handshake (the client bootstrap with a request's options,
@@ -102,12 +112,9 @@ public final class MTLSClient: Sendable {
     /// `connect(2)` to a keeper waits. Returns whether it was refused.
     @discardableResult
     static func refusedConnect() async -> Bool {
-        guard let nowhere = try? SocketAddress(ipAddress: "127.0.0.1", port: 0) else { return false }
+        guard let nowhere else { return false }
         do {
-            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .connectTimeout(.seconds(1))
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                .channelOption(.allocator, value: WipingAllocator.shared)
+            let channel = try await requestBootstrap(group: MultiThreadedEventLoopGroup.singleton, timeout: .seconds(1))
                 .channelInitializer { $0.eventLoop.makeSucceededVoidFuture() }
                 .connect(to: nowhere).get()
             try? await channel.close()
@@ -129,7 +136,7 @@ public final class MTLSClient: Sendable {
         let unused = channel.eventLoop.makePromise(of: (Int, SecretBytes).self)
         try? sync.addHandler(ResponseCollector(promise: unused, limit: 1,
                                                request: RequestBytes(head: HTTPRequestHead(version: .http1_1, method: .POST, uri: "/"), body: SecretBytes(zeroedCount: 1))))
-        if let nowhere = try? SocketAddress(ipAddress: "127.0.0.1", port: 0) { _ = channel.connect(to: nowhere) }
+        if let nowhere { _ = channel.connect(to: nowhere) }
         unused.fail(CancellationError())
         _ = try? channel.finish()
     }
@@ -164,10 +171,7 @@ public final class MTLSClient: Sendable {
         // the channel becomes active (NIOSSL holds it until the handshake is
         // done) and the response completes the promise. The calling task only
         // waits, so a busy cooperative pool cannot delay the request.
-        let makeBootstrap: @Sendable () -> ClientBootstrap = { ClientBootstrap(group: eventLoop)
-            .connectTimeout(timeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .channelOption(.allocator, value: WipingAllocator.shared)
+        let makeBootstrap: @Sendable () -> ClientBootstrap = { Self.requestBootstrap(group: eventLoop, timeout: timeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let tls = try NIOSSLClientHandler(

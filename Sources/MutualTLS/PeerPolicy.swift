@@ -94,6 +94,13 @@ final class TLSContextCache: Sendable {
         self.now = now
     }
 
+    /// Builds the current context in the background, on a verification queue
+    /// (not the cooperative pool, whose tasks would wait for it). Nothing is
+    /// concluded from it: whoever needs the context asks again.
+    func startWarmUp() {
+        Task(executorPreference: DispatchTaskExecutor.verification) { _ = try? self.context() }
+    }
+
     func context() throws -> NIOSSLContext {
         let snapshot = source.current
         // A source keeps its last good SVID while it cannot get a new one, but never past its expiry.
@@ -143,9 +150,7 @@ public final class ServerTLSContexts: Sendable {
 
     /// Builds the context in the background. Nothing is concluded from it: a
     /// failure here is met again, and reported, when the server starts.
-    public func startWarmUp() {
-        Task(executorPreference: DispatchTaskExecutor.verification) { _ = try? self.cache.context() }
-    }
+    public func startWarmUp() { cache.startWarmUp() }
 }
 
 /// The SVID's leaf has expired and the source has no newer one.
